@@ -1,0 +1,3 @@
+from sasa_bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""`sasa-bench models`: the presets with their parameters and FLOPs at 224x224."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from sasa_bench import paper
+from sasa_bench.analysis.complexity import model_cost
+from sasa_bench.cli.common import console, print_json
+from sasa_bench.models.registry import PRESETS, describe
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list model presets with params and GFLOPs at 224")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def preset_rows() -> list[dict[str, object]]:
+    rows = []
+    for name, spec in PRESETS.items():
+        cost = model_cost(spec)
+        reported = next((r for r in paper.rows_for(name) if r.table == "1"), None)
+        rows.append(
+            {
+                "model": name,
+                "description": describe(name),
+                "stem": spec.stem,
+                "stages": spec.stages,
+                "params": cost.params,
+                "macs": cost.macs,
+                "flops": cost.flops,
+                "paper": None
+                if reported is None
+                else {
+                    "table": reported.table,
+                    "flops_b": reported.flops_b,
+                    "params_m": reported.params_m,
+                    "top1": reported.top1,
+                },
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = preset_rows()
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title="sasa_bench presets (224x224; FLOPs = 2 x MACs)")
+    for column in ("model", "description", "stem", "stages"):
+        table.add_column(column)
+    for column in ("params (M)", "GFLOPs", "paper params (M)", "paper GFLOPs"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        ref = row["paper"] or {}
+        table.add_row(
+            row["model"],
+            row["description"],
+            row["stem"],
+            row["stages"],
+            f"{row['params'] / 1e6:.2f}",
+            f"{row['flops'] / 1e9:.2f}",
+            _opt(ref.get("params_m")),
+            _opt(ref.get("flops_b")),
+        )
+    console().print(table)
+    console().print("paper columns: Table 1 of Ramachandran et al. 2019 (reported, not measured)")
+    return 0
+
+
+def _opt(value: object) -> str:
+    return "-" if value is None else f"{value}"

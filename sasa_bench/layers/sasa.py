@@ -1,0 +1,121 @@
+"""The SASA layer (Eq. 3), paper-faithful, and its analytic cost.
+
+- q, k, v: dense 1x1 projections d_in -> d_out without bias, split into heads afterwards (dense
+  projections are what give the paper's 18.0 M parameters for SASA ResNet-50).
+- Logits q.k + q.r over the centred k x k window; the border is zero-padded.
+- r: a row-offset and a column-offset embedding of d_out/2 each, concatenated. Each head holds
+  d/2 channels of each (channels are rounded to a multiple of 2 x heads for this).
+- No 1/sqrt(d) scaling (there is none in the paper's equations).
+- Where the replaced convolution had stride 2, a 2x2 average pool (stride 2) follows; attention
+  runs at the input resolution.
+Ablations: pos = absolute (row/column tables over the feature map added to the keys) or none;
+logits = qr (no key projection, q.r only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sasa_bench.kernels import get_backend
+from sasa_bench.layers.cost import LayerCost, Shape
+from sasa_bench.models.spec import AttentionSpec
+
+
+def combine_row_col(rows: torch.Tensor, cols: torch.Tensor, heads: int) -> torch.Tensor:
+    """(R, C/2) row and (S, C/2) column embeddings -> (heads, d, R, S) per-head tables whose
+    first d/2 channels come from the row embedding and last d/2 from the column embedding."""
+    half_head = rows.shape[1] // heads
+    r = rows.reshape(rows.shape[0], heads, half_head).permute(1, 2, 0)[:, :, :, None]
+    c = cols.reshape(cols.shape[0], heads, half_head).permute(1, 2, 0)[:, :, None, :]
+    shape = (heads, half_head, rows.shape[0], cols.shape[0])
+    return torch.cat([r.expand(shape), c.expand(shape)], dim=1)
+
+
+class SASA2d(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        attention: AttentionSpec,
+        stride: int = 1,
+        feature_size: tuple[int, int] | None = None,
+        impl: str = "reference",
+    ) -> None:
+        super().__init__()
+        if out_channels % (2 * attention.heads):
+            raise ValueError(f"out_channels {out_channels} must divide into 2 x heads halves")
+        self.spec = attention
+        self.heads = attention.heads
+        self.kernel_size = attention.kernel_size
+        self.query = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.key = (
+            nn.Conv2d(in_channels, out_channels, 1, bias=False) if attention.uses_keys else None
+        )
+        self.value = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        half = out_channels // 2
+        std = (out_channels // self.heads) ** -0.5
+        if attention.pos == "relative":
+            self.rel_rows = nn.Parameter(torch.randn(self.kernel_size, half) * std)
+            self.rel_cols = nn.Parameter(torch.randn(self.kernel_size, half) * std)
+        elif attention.pos == "absolute":
+            if feature_size is None:
+                raise ValueError("absolute positional encoding needs the feature map size")
+            self.abs_rows = nn.Parameter(torch.randn(feature_size[0], half) * std)
+            self.abs_cols = nn.Parameter(torch.randn(feature_size[1], half) * std)
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
+        self.impl = impl
+
+    def relative_table(self) -> torch.Tensor:
+        """(heads, d, k*k): r for offset (dy - k//2, dx - k//2) at index dy * k + dx."""
+        table = combine_row_col(self.rel_rows, self.rel_cols, self.heads)
+        return table.flatten(2)
+
+    def absolute_table(self) -> torch.Tensor:
+        """(C, H, W): the absolute embedding of every position of the feature map."""
+        table = combine_row_col(self.abs_rows, self.abs_cols, self.heads)
+        return table.flatten(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.query(x)
+        v = self.value(x)
+        k = self.key(x) if self.key is not None else None
+        rel = None
+        if self.spec.pos == "relative":
+            rel = self.relative_table()
+        elif self.spec.pos == "absolute":
+            table = self.absolute_table()
+            if table.shape[-2:] != x.shape[-2:]:
+                raise ValueError(
+                    f"absolute positional tables are {tuple(table.shape[-2:])}, input is "
+                    f"{tuple(x.shape[-2:])}: build the model for this resolution"
+                )
+            k = k + table.to(k.dtype)
+        out = get_backend(self.impl).fn(q, k, v, rel, self.kernel_size, self.heads)
+        return self.pool(out)
+
+    @staticmethod
+    def cost(
+        name: str, in_shape: Shape, out_channels: int, attention: AttentionSpec, stride: int = 1
+    ) -> LayerCost:
+        channels, height, width = in_shape
+        projections = 3 if attention.uses_keys else 2
+        params = projections * channels * out_channels
+        # Each of q.k, q.r and attn.v costs k^2 x d_out MACs per pixel, before any pooling.
+        products = 1 + attention.uses_keys + (attention.pos == "relative")
+        if attention.pos == "relative":
+            params += 2 * attention.kernel_size * (out_channels // 2)
+        elif attention.pos == "absolute":
+            params += (height + width) * (out_channels // 2)
+        window = attention.kernel_size**2
+        macs = (
+            height
+            * width
+            * (projections * channels * out_channels + products * window * out_channels)
+        )
+        if stride == 2:
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+        return LayerCost(name, "sasa", in_shape, (out_channels, height, width), params, macs)

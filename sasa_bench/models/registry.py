@@ -1,0 +1,127 @@
+"""Presets and the model-name grammar.
+
+    MODEL    := PRESET [":" OPTION ("," OPTION)*]
+    PRESET   := resnet26|38|50|101 | sasa26|38|50|101 | sasa26|38|50|101-full
+    OPTION   := KEY "=" VALUE      keys: stages stem k heads pos logits width num_classes
+                                          depth stem_mixtures stem_heads resolution
+
+`sasa50:stages=ccaa,k=9` is SASA ResNet-50 with conv in groups 1-2 and a 9x9 window. Every
+model has one canonical name: its preset plus the options that differ from it, sorted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass
+
+from sasa_bench.errors import SpecError, UnknownNameError
+from sasa_bench.models.spec import (
+    ATTENTION_ALIASES,
+    ATTENTION_FIELDS,
+    DEPTHS,
+    MODEL_FIELDS,
+    AttentionSpec,
+    ModelSpec,
+)
+
+
+def _presets() -> dict[str, ModelSpec]:
+    presets = {}
+    for depth in DEPTHS:
+        presets[f"resnet{depth}"] = ModelSpec(depth=depth)
+        presets[f"sasa{depth}"] = ModelSpec(depth=depth, stages="aaaa")
+        presets[f"sasa{depth}-full"] = ModelSpec(depth=depth, stages="aaaa", stem="attention")
+    return presets
+
+
+PRESETS: dict[str, ModelSpec] = _presets()
+DESCRIPTIONS = {
+    "resnet": "conv ResNet-{d} (baseline)",
+    "sasa": "SASA ResNet-{d}: conv stem + attention in every group",
+    "full": "SASA ResNet-{d}: attention stem + attention in every group",
+}
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    name: str  # canonical: preset + differing options
+    preset: str
+    spec: ModelSpec
+
+
+def describe(preset: str) -> str:
+    spec = PRESETS[preset]
+    kind = "resnet" if spec.stages == "cccc" else ("sasa" if spec.stem == "conv" else "full")
+    return DESCRIPTIONS[kind].format(d=spec.depth)
+
+
+def get_preset(name: str) -> ModelSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(PRESETS)}"
+        raise UnknownNameError(f"unknown model {name!r}{hint}") from None
+
+
+def _field_type(key: str) -> type:
+    owner = AttentionSpec if key in ATTENTION_FIELDS else ModelSpec
+    hints = typing.get_type_hints(owner)
+    return hints[key]
+
+
+def convert_option(key: str, value: str) -> object:
+    """Turn the text of one option into the field's type."""
+    key = ATTENTION_ALIASES.get(key, key)
+    if key not in ATTENTION_FIELDS | MODEL_FIELDS:
+        known = sorted(MODEL_FIELDS | ATTENTION_FIELDS | set(ATTENTION_ALIASES))
+        raise SpecError(f"unknown model option {key!r}; known: {', '.join(known)}")
+    kind = _field_type(key)
+    try:
+        return kind(value)
+    except ValueError:
+        raise SpecError(f"option {key}={value!r}: expected {kind.__name__}") from None
+
+
+def with_options(preset: str, options: dict[str, object]) -> NamedModel:
+    """The preset with options applied (values already typed), under its canonical name."""
+    base = get_preset(preset)
+    spec = base.replace(**dict(options))
+    return NamedModel(canonical_name(preset, spec), preset, spec)
+
+
+def parse_model(text: str) -> NamedModel:
+    preset, _, rest = text.strip().partition(":")
+    options: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"model option {item!r} is not KEY=VALUE (in {text!r})")
+        options[ATTENTION_ALIASES.get(key, key)] = convert_option(key, value)
+    return with_options(preset, options)
+
+
+def spec_options(spec: ModelSpec) -> dict[str, object]:
+    """All options of a spec as one flat dict (attention fields included, k for kernel_size)."""
+    flat = {
+        f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "attention"
+    }
+    flat.update(dataclasses.asdict(spec.attention))
+    aliases = {v: k for k, v in ATTENTION_ALIASES.items()}
+    return {aliases.get(key, key): value for key, value in flat.items()}
+
+
+def canonical_name(preset: str, spec: ModelSpec) -> str:
+    base = spec_options(PRESETS[preset])
+    diff = {k: v for k, v in spec_options(spec).items() if base[k] != v}
+    if not diff:
+        return preset
+    return (
+        preset
+        + ":"
+        + ",".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(diff.items())
+        )
+    )
