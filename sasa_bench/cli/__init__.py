@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from sasa_bench import __version__
-from sasa_bench.cli import models, profile
 from sasa_bench.errors import SasaBenchError
 
-COMMANDS = {"models": models, "profile": profile}
+
+def _discover() -> dict[str, ModuleType]:
+    """Every module of this package with add_parser() and run() is a subcommand."""
+    commands = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "add_parser") and hasattr(module, "run"):
+            commands[info.name] = module
+    return commands
+
+
+COMMANDS = _discover()
 
 
 class Parser(argparse.ArgumentParser):
