@@ -27,7 +27,12 @@ MODEL_FLAGS = {
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """One positional MODEL plus the override flags."""
     parser.add_argument("model", help="preset or preset:KEY=VALUE,... (see `sasa-bench models`)")
+    add_override_arguments(parser)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model overrides")
     group.add_argument(
         "--stages", metavar="SSSS", help="mixer per layer group: c=conv, a=attention"
@@ -42,17 +47,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-classes", type=int)
 
 
-def model_from_args(args: argparse.Namespace) -> NamedModel:
-    """The positional model name with the override flags appended to its options."""
+def with_overrides(text: str, args: argparse.Namespace) -> NamedModel:
+    """The model `text` (preset[:options]) with the override flags appended to its options."""
     options = [
         f"{option}={getattr(args, flag)}"
         for flag, option in MODEL_FLAGS.items()
         if getattr(args, flag) is not None
     ]
-    text = args.model
     if options:
         text += ("," if ":" in text else ":") + ",".join(options)
     return parse_model(text)
+
+
+def model_from_args(args: argparse.Namespace) -> NamedModel:
+    return with_overrides(args.model, args)
 
 
 def console() -> Console:
