@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 
 from rich.console import Console
@@ -64,10 +63,11 @@ def model_from_args(args: argparse.Namespace) -> NamedModel:
 
 
 def console() -> Console:
-    """Rich console; when piped, wide enough that tables are not squeezed."""
+    """Rich console; when piped, wide enough that tables are never squeezed (rich sizes a
+    table to its content, so a wide console adds no padding)."""
     if sys.stdout.isatty():
         return Console()
-    return Console(width=max(shutil.get_terminal_size().columns, 160), no_color=True)
+    return Console(width=400, no_color=True)
 
 
 def print_json(obj: object) -> None:

@@ -1,15 +1,29 @@
-"""`sasa-bench profile MODEL`: analytic cost totals and a per-layer table."""
+"""`sasa-bench profile MODEL`: analytic cost totals and a per-layer table, optionally beside the
+traced FLOP counters (`--counters`) and the paper's numbers (`--paper`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+import torch
+from rich.console import Console
 from rich.table import Table
 
 from sasa_bench import paper
 from sasa_bench.analysis.complexity import GROUPINGS, ModelCost, model_cost
+from sasa_bench.analysis.flops import (
+    CounterResult,
+    add_counter_columns,
+    parse_counters,
+    run_counter,
+)
 from sasa_bench.cli.common import add_model_arguments, console, human, model_from_args, print_json
-from sasa_bench.models.registry import spec_options
+from sasa_bench.models.registry import NamedModel, spec_options
+from sasa_bench.models.resnet import build_model
+from sasa_bench.report.tables import to_csv, to_markdown
+
+FORMATS = ("table", "csv", "markdown")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +35,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="layer",
         help="rows per layer (default), per block or per stage",
     )
+    parser.add_argument(
+        "--counters",
+        default="analytic",
+        metavar="LIST",
+        help="analytic,torch,fvcore,ptflops-aten,ptflops-pytorch (ptflops = both; all = every one)",
+    )
+    parser.add_argument(
+        "--no-handlers",
+        action="store_true",
+        help="run the traced counters as shipped, without sasa_bench's attention handlers",
+    )
     parser.add_argument("--paper", action="store_true", help="add the paper's rows beside ours")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="per-layer table as a rich table, CSV or Markdown",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_counters(model: NamedModel, names: list[str], handlers: bool) -> dict[str, CounterResult]:
+    traced = [name for name in names if name != "analytic"]
+    if not traced:
+        return {}
+    torch.manual_seed(0)
+    net = build_model(model.spec).eval()
+    x = torch.randn(1, 3, model.spec.resolution, model.spec.resolution)
+    results = {}
+    with Console(stderr=True).status("") as status:
+        for name in traced:
+            status.update(f"counting {model.name} with {name} ...")
+            results[name] = run_counter(name, net, x, handlers=handlers)
+    return results
 
 
 def paper_comparison(name: str, cost: ModelCost) -> list[dict[str, object]]:
@@ -42,9 +88,86 @@ def paper_comparison(name: str, cost: ModelCost) -> list[dict[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    names = parse_counters(args.counters)
     model = model_from_args(args)
     cost = model_cost(model.spec)
     rows = cost.grouped(args.group)
+    results = run_counters(model, names, handlers=not args.no_handlers)
+    add_counter_columns(rows, results)
+    counted = [n for n, r in results.items() if r.macs is not None]
+    notes = [r.note for r in results.values() if r.note]
+    if args.json:
+        print_json(_json(model, cost, rows, names, results, args.paper))
+        return 0
+    if args.format != "table":
+        headers, cells = _cells(rows, counted, readable=args.format == "markdown")
+        sys.stdout.write((to_csv if args.format == "csv" else to_markdown)(headers, cells))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        return 0
+    out = console()
+    title = (
+        f"{model.name} at {model.spec.resolution}x{model.spec.resolution}, per {args.group}"
+        " (per image; MACs, FLOPs = 2 x MACs)"
+    )
+    table = Table(title=title)
+    headers, cells = _cells(rows, counted, readable=True)
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index < 4 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*map(str, row))
+    out.print(table)
+    out.print(
+        f"[bold]{model.name}[/]: params {cost.params:,} ({cost.params / 1e6:.2f} M), "
+        f"MACs {cost.macs / 1e9:.3f} G, FLOPs {cost.flops / 1e9:.3f} G (= 2 x MACs), "
+        f"activations {cost.activations / 1e6:.2f} M"
+    )
+    for name in counted:
+        result = results[name]
+        off = 100 * (result.macs / cost.macs - 1) if cost.macs else 0.0
+        flagged = sum(name in row["differs"] for row in rows)
+        out.print(
+            f"  {name}: MACs {result.macs / 1e9:.3f} G, FLOPs {result.flops / 1e9:.3f} G "
+            f"({off:+.3f} % vs analytic; {flagged} row(s) differ by more than 1 %)"
+        )
+    for note in notes:
+        out.print(f"  note: {note}")
+    if args.paper:
+        _print_paper(out, model.name, paper_comparison(model.name, cost))
+    return 0
+
+
+def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[str], list[list]]:
+    fmt = human if readable else (lambda v: v)
+    headers = ["name", "type", "input", "output", "params", "MACs"]
+    headers += [f"{name} MACs" for name in counted]
+    headers += ["FLOPs", "activations", "FLOPs share"]
+    if counted:
+        headers.append("differs >1%")
+    cells = []
+    for row in rows:
+        line = [
+            row["name"],
+            row["type"],
+            _shape(row["in_shape"]),
+            _shape(row["out_shape"]),
+            fmt(row["params"]),
+            fmt(row["macs"]),
+        ]
+        line += [fmt(row["counters"][name]) for name in counted]
+        share = row["flops_share"]
+        line += [
+            fmt(row["flops"]),
+            fmt(row["activations"]),
+            f"{100 * share:.1f}%" if readable else round(share, 6),
+        ]
+        if counted:
+            line.append(",".join(row["differs"]) or ("-" if readable else ""))
+        cells.append(line)
+    return headers, cells
+
+
+def _json(model, cost, rows, names, results, with_paper: bool) -> dict[str, object]:
     result = {
         "model": model.name,
         "options": spec_options(model.spec),
@@ -56,41 +179,26 @@ def run(args: argparse.Namespace) -> int:
         "convention": "flops = 2 x macs, per image; elementwise ops not counted",
         "layers": rows,
     }
-    if args.paper:
+    if len(names) > 1 or results:
+        counters = {}
+        if "analytic" in names:
+            counters["analytic"] = {
+                "macs": cost.macs,
+                "flops": cost.flops,
+                "layers": {row["name"]: row["macs"] for row in rows},
+            }
+        for name, counted in results.items():
+            counters[name] = {
+                "macs": counted.macs,
+                "flops": counted.flops,
+                "note": counted.note,
+                "activations": counted.activations,
+                "layers": {row["name"]: row["counters"].get(name) for row in rows},
+            }
+        result["counters"] = counters
+    if with_paper:
         result["paper"] = paper_comparison(model.name, cost)
-    if args.json:
-        print_json(result)
-        return 0
-    out = console()
-    table = Table(
-        title=f"{model.name} at {model.spec.resolution}x{model.spec.resolution}, "
-        f"per {args.group} (analytic, per image)"
-    )
-    for column in ("name", "type", "input", "output"):
-        table.add_column(column, no_wrap=True)
-    for column in ("params", "MACs", "FLOPs", "activations", "share"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row["name"],
-            row["type"],
-            _shape(row["in_shape"]),
-            _shape(row["out_shape"]),
-            human(row["params"]),
-            human(row["macs"]),
-            human(row["flops"]),
-            human(row["activations"]),
-            f"{100 * row['flops_share']:.1f}%",
-        )
-    out.print(table)
-    out.print(
-        f"[bold]{model.name}[/]: params {cost.params:,} ({cost.params / 1e6:.2f} M), "
-        f"MACs {cost.macs / 1e9:.3f} G, FLOPs {cost.flops / 1e9:.3f} G (= 2 x MACs), "
-        f"activations {cost.activations / 1e6:.2f} M"
-    )
-    if args.paper:
-        _print_paper(out, model.name, result["paper"])
-    return 0
+    return result
 
 
 def _print_paper(out, name: str, comparison: list[dict[str, object]]) -> None:

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from sasa_bench.kernels import get_backend
+from sasa_bench.kernels import window_attention
 from sasa_bench.layers.cost import LayerCost, Shape
 from sasa_bench.models.spec import AttentionSpec
 
@@ -94,7 +94,7 @@ class SASA2d(nn.Module):
                     f"{tuple(x.shape[-2:])}: build the model for this resolution"
                 )
             k = k + table.to(k.dtype)
-        out = get_backend(self.impl).fn(q, k, v, rel, self.kernel_size, self.heads)
+        out = window_attention(q, k, v, rel, self.kernel_size, self.heads, self.impl)
         return self.pool(out)
 
     @staticmethod

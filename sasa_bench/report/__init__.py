@@ -1,0 +1,1 @@
+"""Tables and plots from records (pure data in, text or figures out)."""
