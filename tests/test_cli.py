@@ -97,3 +97,15 @@ def test_console_entry_point_runs_without_traceback():
     )
     assert proc.returncode == 2
     assert "unknown model 'nosuchmodel'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_profile_latency_adds_measured_columns(capsys):
+    code, out, _ = run_cli(
+        capsys, "profile", "sasa26", "--resolution", "32", "--group", "stage", "--latency", "--json"
+    )
+    assert code == 0
+    rows = json.loads(out)["layers"]
+    assert all(row["time_ms"] > 0 for row in rows)
+    assert sum(row["time_share"] for row in rows) == pytest.approx(1.0)
+    fc = rows[-1]
+    assert fc["flops_per_s"] == pytest.approx(fc["flops"] / (fc["time_ms"] / 1e3))

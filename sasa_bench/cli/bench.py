@@ -1,0 +1,231 @@
+"""`sasa-bench bench MODEL [MODEL ...]`: throughput, latency, memory and energy, one record each.
+
+Every combination of model, mode, attention implementation and batch size is one measurement,
+run in its own subprocess (`sasa_bench.sweep`) and appended to --out as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+from collections import Counter
+from itertools import product
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sasa_bench.bench import DTYPES, MODES, BenchConfig, retried_batch
+from sasa_bench.cli.common import add_override_arguments, console, human, print_json, with_overrides
+from sasa_bench.errors import SasaBenchError
+from sasa_bench.models.registry import PRESETS
+from sasa_bench.results import Record
+from sasa_bench.sweep import DEFAULT_TIMEOUT_S, run_sweep
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="measure throughput, latency, memory and energy")
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="preset[:options]; fnmatch patterns ('sasa*')"
+    )
+    add_override_arguments(parser)
+    run = parser.add_argument_group("measurement")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    run.add_argument(
+        "--devices", type=_ints, metavar="0,1,..", help="spread the sweep over these GPUs"
+    )
+    run.add_argument("--dtype", choices=DTYPES, default="fp32")
+    run.add_argument("--amp", action="store_true", help="fp32 weights, autocast to --dtype")
+    run.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument(
+        "--mode", type=_names(MODES), default=["infer"], help="infer, train or infer,train"
+    )
+    batch = run.add_mutually_exclusive_group()
+    batch.add_argument(
+        "--batch-size", type=_ints, dest="batch_sizes", metavar="N", help="images per step"
+    )
+    batch.add_argument("--batch-sizes", type=_ints, metavar="1,8,64", help="default 8")
+    run.add_argument("--attn-impl", type=_names(), default=["reference"], metavar="NAME[,NAME]")
+    run.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    run.add_argument("--iters", type=int, default=20, help="timed steps (default 20)")
+    run.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"per-measurement limit in seconds (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    run.add_argument(
+        "--in-process", action="store_true", help="no subprocess per measurement (debugging)"
+    )
+    parser.add_argument("--out", metavar="FILE.jsonl", help="append one record per measurement")
+    parser.add_argument("--json", action="store_true", help="print the records as JSON")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8,64, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _names(allowed: tuple[str, ...] = ()):
+    def parse(text: str) -> list[str]:
+        values = [part.strip() for part in text.split(",") if part.strip()]
+        bad = [v for v in values if allowed and v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected {' or '.join(allowed)}, got {text!r}")
+        return values
+
+    return parse
+
+
+def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
+    """Canonical names: each pattern's preset part matched (fnmatch) against the registry, its
+    options and the override flags applied; in order, without repeats."""
+    names: list[str] = []
+    for pattern in patterns:
+        preset, sep, options = pattern.partition(":")
+        presets = [preset]
+        if any(char in preset for char in "*?["):
+            presets = [name for name in PRESETS if fnmatch.fnmatchcase(name, preset)]
+            if not presets:
+                raise SasaBenchError(f"no model matches {preset!r}; known: {', '.join(PRESETS)}")
+        for name in presets:
+            canonical = with_overrides(name + sep + options, args).name
+            if canonical not in names:
+                names.append(canonical)
+    return names
+
+
+def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
+    if args.devices and not args.device.startswith("cuda"):
+        raise SasaBenchError("--devices spreads a sweep over GPUs: use it with --device cuda")
+    device = "cuda:0" if args.devices else args.device
+    configs = [
+        BenchConfig(
+            model=model,
+            device=device,
+            dtype=args.dtype,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            mode=mode,
+            batch_size=batch,
+            attn_impl=impl,
+            warmup=args.warmup,
+            iters=args.iters,
+            threads=args.threads,
+        ).validate()
+        for model, mode, impl, batch in product(
+            expand_models(args.models, args), args.mode, args.attn_impl, args.batch_sizes or [8]
+        )
+    ]
+    for gpu in args.devices or []:
+        BenchConfig(configs[0].model, device=f"cuda:{gpu}").validate()
+    return configs
+
+
+def run(args: argparse.Namespace) -> int:
+    configs = configs_from_args(args)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=args.json,
+    )
+    with progress:
+        task = progress.add_task("bench", total=len(configs))
+        records = run_sweep(
+            configs,
+            out=args.out,
+            isolate=not args.in_process,
+            devices=args.devices,
+            timeout_s=args.timeout,
+            on_start=lambda c: progress.update(task, description=_label(c)),
+            on_record=lambda c, r: progress.advance(task),
+        )
+    if args.json:
+        print_json([dataclasses.asdict(record) for record in records])
+    else:
+        print_summary(records, args.out)
+    return 0 if all(record.status == "ok" for record in records) else 1
+
+
+def _label(config: BenchConfig) -> str:
+    return f"{config.model} {config.mode} batch {config.batch_size}"
+
+
+def batch_text(record: Record) -> str:
+    """The asked batch, and the one measured where an out-of-memory retry changed it."""
+    asked = record.config.get("batch_size")
+    oom = record.metrics.get("oom_batch_sizes")
+    if oom and record.status != "ok":
+        return f"{asked} (OOM at {','.join(map(str, oom))})"
+    used = retried_batch(record)
+    return str(asked) if used is None else f"{asked}->{used} (OOM)"
+
+
+def setup_text(config: dict) -> str:
+    """dtype plus what differs from the default: amp, NHWC, compiled, the attention kernel."""
+    parts = [config.get("dtype", "-")]
+    parts += ["amp"] if config.get("amp") else []
+    parts += ["NHWC"] if config.get("channels_last") else []
+    parts += ["compiled"] if config.get("compile") else []
+    impl = config.get("attn_impl")
+    parts += [impl] if impl and impl != "reference" else []
+    return " ".join(parts)
+
+
+def print_summary(records: list[Record], out: str | None) -> None:
+    show = console()
+    table = Table(title="sasa-bench bench (median over the timed steps)")
+    for column in ("model", "mode", "device", "setup", "batch"):
+        table.add_column(column, no_wrap=True)
+    for column in ("images/s", "ms/batch", "IQR", "min ms", "peak mem", "J/image"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("status")
+    for record in records:
+        c, m = record.config, record.metrics
+        ok = record.status == "ok"
+        memory = m.get("peak_allocated_bytes") or m.get("peak_rss_bytes")
+        table.add_row(
+            record.model,
+            c.get("mode", "-"),
+            c.get("device", "-"),
+            setup_text(c),
+            batch_text(record),
+            f"{m['images_per_s']:.1f}" if ok else "-",
+            f"{m['median_ms']:.2f}" if ok else "-",
+            f"{100 * m['spread']:.0f}%" if ok else "-",
+            f"{m['min_ms']:.2f}" if ok else "-",
+            human(memory, "B") if ok and memory else "-",
+            f"{m['joules_per_image']:.3g}" if ok and m.get("joules_per_image") else "-",
+            "ok" if ok else "failed",
+        )
+    show.print(table)
+    notes = Counter(note for record in records for note in record.metrics.get("notes", []))
+    for note, count in notes.items():
+        show.print(f"note ({count} of {len(records)}): {note}", markup=False, highlight=False)
+    for record in records:
+        if record.status != "ok":
+            show.print(
+                f"failed: {record.model} {record.config.get('mode')} batch "
+                f"{batch_text(record)}: {record.error}",
+                markup=False,
+                highlight=False,
+            )
+    show.print(
+        "peak mem: allocator peak on CUDA, host peak RSS on CPU; J/image from NVML's energy "
+        "counter" + (f"; records appended to {out}" if out else "; not saved (use --out)"),
+        markup=False,
+        highlight=False,
+    )

@@ -1,0 +1,191 @@
+"""The same benchmark measurements side by side, across files, devices, dtypes or kernels.
+
+Columns are the values of one field (`by`: the file a record came from, or any config or env
+field: device, dtype, attn_impl, gpu, ...). Rows are measurements: model, mode and batch, plus
+every other config field that varies inside a column. A field constant inside each column
+(say the device, when each file holds one machine) describes the column instead. Each column
+after the baseline gets the ratio of its value to the baseline's. Where a measurement was made
+more than once, the latest record counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sasa_bench.bench import retried_batch
+from sasa_bench.errors import SasaBenchError
+from sasa_bench.results import Record, load_records
+
+#: config fields that identify a measurement, in display order; the first three always do
+IDENTITY = (
+    "model",
+    "mode",
+    "batch_size",
+    "resolution",
+    "device",
+    "dtype",
+    "amp",
+    "layout",
+    "compile",
+    "attn_impl",
+    "threads",
+)
+ALWAYS = IDENTITY[:3]
+#: env fields a comparison can be made by
+ENV_FIELDS = ("gpu", "host", "cpu", "torch", "cuda", "driver", "git_sha")
+
+
+@dataclass
+class Comparison:
+    by: str
+    metric: str
+    columns: list[str]  # values of `by`; the first is the baseline
+    key_fields: list[str]  # what identifies a row
+    column_fields: dict[str, dict[str, Any]]  # column -> fields constant inside it
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    # each row: {"key": {field: value}, "values": {column: float|None},
+    #            "ratios": {column: float|None}, "flags": {column: str}}
+
+    @property
+    def baseline(self) -> str:
+        return self.columns[0]
+
+    def headers(self) -> list[str]:
+        ratios = [f"{column} / {self.baseline}" for column in self.columns[1:]]
+        return [*self.key_fields, *self.columns, *ratios]
+
+    def table_rows(self, *, rounded: bool = True) -> list[list[Any]]:
+        """Flat rows for CSV and Markdown (4 significant digits unless not `rounded`); a failed
+        or retried cell carries its flag."""
+        flat = []
+        for row in self.rows:
+            cells = [row["key"][name] for name in self.key_fields]
+            for column in self.columns:
+                value = row["values"].get(column)
+                flag = row["flags"].get(column)
+                text = "" if value is None else (f"{value:.4g}" if rounded else repr(value))
+                cells.append(f"{text} ({flag})".strip() if flag else text)
+            cells += [_ratio_text(row["ratios"].get(column)) for column in self.columns[1:]]
+            flat.append(cells)
+        return flat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "columns": self.columns,
+            "key_fields": self.key_fields,
+            "column_fields": self.column_fields,
+            "rows": self.rows,
+        }
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.3g}x"
+
+
+def load_labelled(paths: Sequence[str]) -> list[tuple[str, Record]]:
+    """(file label, record) for every bench record; a label is the file's name, or its path
+    where two files share a name."""
+    names = [Path(path).name for path in paths]
+    labels = [
+        name if names.count(name) == 1 else str(path)
+        for name, path in zip(names, paths, strict=True)
+    ]
+    return [
+        (label, record)
+        for label, path in zip(labels, paths, strict=True)
+        for record in load_records(path)
+        if record.kind == "bench"
+    ]
+
+
+def field_value(label: str, record: Record, name: str) -> Any:
+    if name == "file":
+        return label
+    if name == "model":
+        return record.model
+    if name in record.config:
+        return record.config[name]
+    return record.env.get(name)
+
+
+def compare(
+    entries: Sequence[tuple[str, Record]],
+    *,
+    by: str = "file",
+    metric: str = "images_per_s",
+    baseline: str | None = None,
+) -> Comparison:
+    """Compare `metric` of the records across the values of `by`."""
+    by = by.replace("-", "_")
+    if by not in ("file", *IDENTITY, *ENV_FIELDS):
+        known = ", ".join(("file", *IDENTITY, *ENV_FIELDS))
+        raise SasaBenchError(f"cannot compare by {by!r}; known: {known}")
+    if not entries:
+        raise SasaBenchError("no bench records in these files")
+    if not any(metric in record.metrics for _, record in entries):
+        raise SasaBenchError(f"no record has the metric {metric!r}")
+    column_of = [str(field_value(label, record, by)) for label, record in entries]
+    columns = list(dict.fromkeys(column_of))
+    if baseline is not None:
+        if baseline not in columns:
+            raise SasaBenchError(f"baseline {baseline!r} is not a column: {', '.join(columns)}")
+        columns.remove(baseline)
+        columns.insert(0, baseline)
+
+    key_fields, column_fields = [], {column: {} for column in columns}
+    for name in (n for n in IDENTITY if n != by):
+        per_column: dict[str, set] = {column: set() for column in columns}
+        for (label, record), column in zip(entries, column_of, strict=True):
+            per_column[column].add(_hashable(field_value(label, record, name)))
+        if name in ALWAYS or any(len(values) > 1 for values in per_column.values()):
+            key_fields.append(name)
+        else:
+            for column, values in per_column.items():
+                column_fields[column][name] = next(iter(values))
+
+    latest: dict[tuple, dict[str, Record]] = {}
+    for (label, record), column in zip(entries, column_of, strict=True):
+        key = tuple(_hashable(field_value(label, record, name)) for name in key_fields)
+        cells = latest.setdefault(key, {})
+        if column not in cells or record.created >= cells[column].created:
+            cells[column] = record
+
+    result = Comparison(by, metric, columns, key_fields, column_fields)
+    for key, cells in latest.items():
+        values, flags = {}, {}
+        for column, record in cells.items():
+            values[column] = record.metrics.get(metric) if record.status == "ok" else None
+            flag = _flag(record)
+            if flag:
+                flags[column] = flag
+        base = values.get(columns[0])
+        ratios = {
+            column: values[column] / base if base and values.get(column) is not None else None
+            for column in columns[1:]
+        }
+        result.rows.append(
+            {
+                "key": dict(zip(key_fields, key, strict=True)),
+                "values": values,
+                "ratios": ratios,
+                "flags": flags,
+            }
+        )
+    return result
+
+
+def _flag(record: Record) -> str | None:
+    if record.status != "ok":
+        return "failed"
+    used = retried_batch(record)
+    return None if used is None else f"OOM: batch {used}"
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
