@@ -266,7 +266,11 @@ def run_counter(
     name: str, model: nn.Module, x: torch.Tensor, handlers: bool = True
 ) -> CounterResult:
     """One counter on one input (batch 1 gives per-image counts); a missing library or a
-    counter that fails gives a result with a note instead of an exception."""
+    counter that fails gives a result with a note instead of an exception.
+
+    The attention op is counted from its shapes, so its count does not depend on the backend.
+    A backend that cannot run under a counter's tracing (eager FlexAttention's vmap fails inside
+    a dispatch mode on CPU) is swapped for the reference backend for that count, with a note."""
     try:
         return ADAPTERS[name](model.eval(), x, handlers=handlers)
     except ImportError:
@@ -274,7 +278,28 @@ def run_counter(
             name, note=f"{LIBRARIES[name]} is not installed (pip install {LIBRARIES[name]})"
         )
     except Exception as error:  # a third-party counter failing is a result, not a crash
+        impls = {m.impl for m in model.modules() if isinstance(m, SASA2d)} - {"reference"}
+        if impls:
+            retry = _with_reference_attention(name, model, x, handlers)
+            if retry.macs is not None:
+                retry.note = (
+                    f"counted with the reference attention: {', '.join(sorted(impls))} "
+                    f"failed under {name} ({type(error).__name__})"
+                )
+                return retry
         return CounterResult(name, note=f"{name} failed: {type(error).__name__}: {error}")
+
+
+def _with_reference_attention(name, model, x, handlers) -> CounterResult:
+    layers = [m for m in model.modules() if isinstance(m, SASA2d)]
+    saved = [m.impl for m in layers]
+    for m in layers:
+        m.impl = "reference"
+    try:
+        return run_counter(name, model, x, handlers)
+    finally:
+        for m, impl in zip(layers, saved, strict=True):
+            m.impl = impl
 
 
 def differs(counted: int, analytic: int, tolerance: float = 0.01) -> bool:

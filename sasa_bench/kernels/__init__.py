@@ -1,43 +1,86 @@
 """Attention backends: interchangeable implementations of the SASA attention core.
 
-Every backend has the signature of `reference.attention`. `exact` backends compute Eq. 3 with
-the paper's zero-padded border and must agree with the reference to rounding error.
+A backend's forward has the signature of `reference.attention` and returns (out, lse).
+`exact` backends compute Eq. 3 with the paper's zero-padded border and must agree with the
+reference to rounding error. A backend may bring its own backward; otherwise its forward is
+recomputed under autograd.
 
 Models call the core through one custom operator, `torch.ops.sasa_bench.window_attention`,
 whatever the backend. To every tracer (FLOP counters, profilers, torch.compile) the attention is
 then one named op with known shapes, so a counter needs one handler for it instead of one per
-backend's internals. Its backward recomputes the backend's forward under autograd (activation
-checkpointing): the op keeps only q, k, v and the embeddings for the backward pass.
+backend's internals. Without a fused backward, the op keeps only q, k, v and the embeddings and
+recomputes the forward in the backward pass (activation checkpointing).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from sasa_bench.errors import UnknownNameError
-from sasa_bench.kernels import reference
 
-AttentionFn = Callable[..., torch.Tensor]
+if not torch.cuda.is_available():
+    # Triton kernels can only run in Triton's interpreter here. The flag must be set before
+    # triton is first imported (torch imports it lazily): triton.language's own functions are
+    # created interpreted or compiled at that moment.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @dataclass(frozen=True)
 class Backend:
     name: str
-    fn: AttentionFn
+    module: str  # imported on first use: optional libraries stay optional
     exact: bool
     description: str
+    forward_name: str = "attention"
+    backward_name: str | None = None
+    requires: str | None = None  # a library that must be importable
+
+    def load(self) -> tuple[Callable, Callable | None]:
+        module = importlib.import_module(self.module)
+        backward = getattr(module, self.backward_name) if self.backward_name else None
+        return getattr(module, self.forward_name), backward
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run here, or None."""
+        if self.requires is None:
+            return None
+        try:
+            importlib.import_module(self.requires)
+        except ImportError:
+            return f"{self.requires} is not installed"
+        return None
 
 
 BACKENDS: dict[str, Backend] = {
-    "reference": Backend(
-        "reference",
-        reference.attention,
-        exact=True,
-        description="paper-faithful PyTorch loop over the k x k offsets (bounded memory)",
-    ),
+    backend.name: backend
+    for backend in (
+        Backend(
+            "reference",
+            "sasa_bench.kernels.reference",
+            exact=True,
+            description="paper-faithful PyTorch loop over the k x k offsets (bounded memory)",
+        ),
+        Backend(
+            "flex",
+            "sasa_bench.kernels.flex",
+            exact=True,
+            description="FlexAttention, 2-D window mask + q.r score_mod (compiled on CUDA)",
+        ),
+        Backend(
+            "triton",
+            "sasa_bench.kernels.triton_window",
+            exact=True,
+            forward_name="forward",
+            backward_name="backward",
+            requires="triton",
+            description="fused Triton forward/backward, online softmax (interpreter on CPU)",
+        ),
+    )
 }
 
 
@@ -60,7 +103,7 @@ def window_attention_macs(
 
 
 @torch.library.custom_op("sasa_bench::window_attention", mutates_args=())
-def window_attention(
+def _window_attention_op(
     q: torch.Tensor,
     k: torch.Tensor | None,
     v: torch.Tensor,
@@ -68,35 +111,55 @@ def window_attention(
     kernel_size: int,
     heads: int,
     impl: str,
-) -> torch.Tensor:
-    """SASA attention core (see `reference.attention`), computed by backend `impl`."""
-    return get_backend(impl).fn(q, k, v, rel, kernel_size, heads)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    forward, _ = get_backend(impl).load()
+    with torch.no_grad():  # autograd of the op is _backward's business
+        return forward(q, k, v, rel, kernel_size, heads)
 
 
-@window_attention.register_fake
+@_window_attention_op.register_fake
 def _(q, k, v, rel, kernel_size, heads, impl):
-    return torch.empty_like(q)
+    batch, _, height, width = q.shape
+    return torch.empty_like(q), q.new_empty(batch, heads, height, width, dtype=torch.float32)
 
 
 def _setup_context(ctx, inputs, output) -> None:
     q, k, v, rel, ctx.kernel_size, ctx.heads, ctx.impl = inputs
-    ctx.save_for_backward(q, k, v, rel)
+    fused = get_backend(ctx.impl).backward_name is not None  # needs out and lse
+    ctx.save_for_backward(q, k, v, rel, *(output if fused else (None, None)))
 
 
-def _backward(ctx, grad: torch.Tensor):
-    tensors = ctx.saved_tensors
+def _backward(ctx, grad: torch.Tensor, _grad_lse: torch.Tensor):
+    q, k, v, rel, out, lse = ctx.saved_tensors
+    forward, backward = get_backend(ctx.impl).load()
+    needs = ctx.needs_input_grad[:4]
+    if backward is not None:
+        grads = backward(q, k, v, rel, out, lse, grad, ctx.kernel_size, ctx.heads)
+        return (*(g if n else None for g, n in zip(grads, needs, strict=True)), None, None, None)
     with torch.enable_grad():
-        inputs = [None if t is None else t.detach().requires_grad_(True) for t in tensors]
-        out = get_backend(ctx.impl).fn(*inputs, ctx.kernel_size, ctx.heads)
-        needed = [
-            t for t, n in zip(inputs, ctx.needs_input_grad[:4], strict=True) if t is not None and n
-        ]
-        grads = iter(torch.autograd.grad(out, needed, grad) if needed else ())
-    result = [
-        next(grads) if t is not None and n else None
-        for t, n in zip(inputs, ctx.needs_input_grad[:4], strict=True)
+        inputs = [None if t is None else t.detach().requires_grad_(True) for t in (q, k, v, rel)]
+        recomputed, _ = forward(*inputs, ctx.kernel_size, ctx.heads)
+        wanted = [t for t, n in zip(inputs, needs, strict=True) if t is not None and n]
+        found = iter(
+            torch.autograd.grad(recomputed, wanted, grad, allow_unused=True) if wanted else ()
+        )
+    grads = [
+        next(found) if t is not None and n else None for t, n in zip(inputs, needs, strict=True)
     ]
-    return (*result, None, None, None)
+    return (*grads, None, None, None)
 
 
-window_attention.register_autograd(_backward, setup_context=_setup_context)
+_window_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor | None,
+    v: torch.Tensor,
+    rel: torch.Tensor | None,
+    kernel_size: int,
+    heads: int,
+    impl: str = "reference",
+) -> torch.Tensor:
+    """SASA attention core (Eq. 3; see `reference.attention`) computed by backend `impl`."""
+    return _window_attention_op(q, k, v, rel, kernel_size, heads, impl)[0]

@@ -22,13 +22,13 @@ def attention(
     rel: torch.Tensor | None,
     kernel_size: int,
     heads: int,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Windowed multi-head attention.
 
     q, k, v: (B, C, H, W), head h owning channels [h*d, (h+1)*d) with d = C / heads.
     k: None for the q.r-only logits of Table 6.
     rel: (heads, d, k*k) relative embeddings, offset index = dy * k + dx, or None.
-    Returns (B, C, H, W).
+    Returns (out (B, C, H, W), log-sum-exp of the logits (B, heads, H, W) in fp32).
     """
     batch, channels, height, width = q.shape
     d = channels // heads
@@ -52,4 +52,4 @@ def attention(
     out = torch.zeros_like(qh)
     for index, (dy, dx) in enumerate(offsets):
         out = out + probs[:, :, index : index + 1] * vp[..., dy : dy + height, dx : dx + width]
-    return out.reshape(batch, channels, height, width)
+    return out.reshape(batch, channels, height, width), logits.detach().logsumexp(dim=2).float()

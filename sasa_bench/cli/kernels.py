@@ -1,0 +1,224 @@
+"""`sasa-bench kernels`: list, check and benchmark the attention backends."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from rich.table import Table
+
+from sasa_bench.cli.common import console, human, print_json
+from sasa_bench.errors import SasaBenchError
+from sasa_bench.kernels import BACKENDS
+from sasa_bench.kernels.bench import SHAPES, bench_shape, copy_bandwidth_gb_per_s
+from sasa_bench.kernels.check import DTYPES, available_backends, check_backend
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("kernels", help="list, check (--check) or benchmark (--bench) backends")
+    parser.add_argument("--list", action="store_true", help="list the backends (the default)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare every available backend with a float64 reference; exit 1 on a mismatch",
+    )
+    parser.add_argument(
+        "--bench",
+        action="store_true",
+        help="time backends at a network's stage shapes beside a 3x3 conv",
+    )
+    parser.add_argument("--impl", help="comma list of backends (default: every available one)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if any)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="comma list of fp32,bf16,fp16 (default: fp32,bf16 for --check, bf16 "
+        "on CUDA / fp32 on CPU for --bench)",
+    )
+    parser.add_argument("--shapes", choices=sorted(SHAPES), default="resnet50")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def _device(text: str | None) -> torch.device:
+    if text is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise SasaBenchError(f"bad device {text!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SasaBenchError("no CUDA device here; use --device cpu")
+    return device
+
+
+def _backends(text: str | None) -> list[str]:
+    available = available_backends()
+    if text is None:
+        return [name for name, reason in available.items() if reason is None]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in BACKENDS:
+            raise SasaBenchError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+        if available[name]:
+            raise SasaBenchError(f"backend {name!r} is unavailable: {available[name]}")
+    return names
+
+
+def _dtypes(text: str | None, default: str) -> list[str]:
+    names = [n.strip() for n in (text or default).split(",") if n.strip()]
+    for name in names:
+        if name not in DTYPES:
+            raise SasaBenchError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return _run_check(args)
+    if args.bench:
+        return _run_bench(args)
+    return _run_list(args)
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    available = available_backends()
+    rows = [
+        {
+            "name": b.name,
+            "exact": b.exact,
+            "available": available[b.name] is None,
+            "unavailable_reason": available[b.name],
+            "description": b.description,
+        }
+        for b in BACKENDS.values()
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title="attention backends (--attn-impl)")
+    for column in ("name", "exact", "available", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "yes" if row["exact"] else "no",
+            "yes" if row["available"] else f"no: {row['unavailable_reason']}",
+            row["description"],
+        )
+    console().print(table)
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    results = []
+    with console().status("checking backends ...") as status:
+        for name in _backends(args.impl):
+            for dtype in _dtypes(args.dtype, "fp32,bf16"):
+                status.update(f"checking {name} {dtype} on {device} ...")
+                results += check_backend(name, device, dtype)
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        print_json([{**r.__dict__, "ok": r.ok} for r in results])
+    else:
+        table = Table(
+            title=f"backends against the float64 reference on {device} "
+            "(relative error: max |diff| / max |reference|)"
+        )
+        for column in ("backend", "dtype", "case", "out", "dq", "dk", "dv", "drel", "limit", "ok"):
+            table.add_column(
+                column, justify="right" if column not in ("backend", "case") else "left"
+            )
+        for r in results:
+            cells = [f"{e:.1e}" if e is not None else "-" for e in r.errors.values()]
+            table.add_row(
+                r.backend,
+                r.dtype,
+                r.case,
+                *cells,
+                f"{r.threshold:.0e}",
+                "ok" if r.ok else "MISMATCH",
+            )
+        out = console()
+        out.print(table)
+        for note in sorted({f"{r.backend}: {r.note}" for r in results if r.note}):
+            out.print(f"note: {note}")
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
+        raise SasaBenchError("--batch and --iters must be >= 1, --warmup >= 0")
+    dtypes = _dtypes(args.dtype, "bf16" if device.type == "cuda" else "fp32")
+    names = _backends(args.impl)
+    out = console()
+    with out.status("measuring copy bandwidth ..."):
+        bandwidth = copy_bandwidth_gb_per_s(device, 1024 if device.type == "cuda" else 256)
+    rows = []
+    with out.status("") as status:
+        for dtype in dtypes:
+            for shape in SHAPES[args.shapes]:
+                status.update(f"{shape} {dtype} ...")
+                rows += bench_shape(
+                    names,
+                    shape,
+                    batch=args.batch,
+                    dtype=DTYPES[dtype],
+                    device=device,
+                    warmup=args.warmup,
+                    iters=args.iters,
+                    bandwidth_gb_per_s=bandwidth,
+                )
+    if args.json:
+        print_json(
+            {"device": str(device), "copy_gb_per_s": bandwidth, "rows": [r.to_dict() for r in rows]}
+        )
+        return 0
+    table = Table(
+        title=f"attention kernels vs a 3x3 conv on {device}, batch {args.batch}, k=7, "
+        f"8 heads; memory floor at {bandwidth:.0f} GB/s (measured copy)"
+    )
+    headers = (
+        "backend",
+        "shape",
+        "dtype",
+        "fwd ms",
+        "fwd+bwd ms",
+        "peak mem",
+        "GB/s",
+        "x floor",
+        "conv fwd ms",
+        "conv fwd+bwd ms",
+        "x conv",
+        "note",
+    )
+    for header in headers:
+        table.add_column(
+            header, justify="left" if header in ("backend", "shape", "note") else "right"
+        )
+    for r in rows:
+        table.add_row(
+            r.backend,
+            r.shape,
+            r.dtype,
+            _f(r.forward_ms),
+            _f(r.forward_backward_ms),
+            human(r.peak_memory_bytes, "B") if r.peak_memory_bytes else "-",
+            _f(r.achieved_gb_per_s, 0),
+            _f(r.floor_ratio, 1),
+            _f(r.conv_forward_ms),
+            _f(r.conv_forward_backward_ms),
+            _f(r.conv_ratio, 1),
+            r.note or "",
+        )
+    out.print(table)
+    return 0
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
