@@ -46,6 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the traced counters as shipped, without sasa_bench's attention handlers",
     )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="add measured time, peak memory and achieved FLOP/s per row",
+    )
+    parser.add_argument("--device", default="cpu", help="device for --latency (cpu, cuda:N, mps)")
+    parser.add_argument("--attn-impl", default="reference", help="attention backend for --latency")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch for --latency")
     parser.add_argument("--paper", action="store_true", help="add the paper's rows beside ours")
     parser.add_argument(
         "--format",
@@ -71,6 +79,29 @@ def run_counters(model: NamedModel, names: list[str], handlers: bool) -> dict[st
     return results
 
 
+def add_latency_columns(rows: list[dict], name: str, args: argparse.Namespace) -> None:
+    """Measured time (summed per row's layers), the largest layer peak, achieved FLOP/s."""
+    from sasa_bench.analysis.layer_latency import layer_latency_rows
+
+    with Console(stderr=True).status(f"timing the layers of {name} on {args.device} ..."):
+        measured = layer_latency_rows(
+            name, device=args.device, batch_size=args.batch_size, attn_impl=args.attn_impl
+        )
+    for row in rows:
+        prefix = row["name"]
+        mine = [m for m in measured if m["name"] == prefix or m["name"].startswith(prefix + ".")]
+        row["time_ms"] = sum(m["time_ms"] for m in mine)
+        peaks = [m["peak_memory_bytes"] for m in mine if m["peak_memory_bytes"] is not None]
+        row["peak_memory_bytes"] = max(peaks) if peaks else None
+        seconds = row["time_ms"] / 1e3
+        row["flops_per_s"] = (
+            row["flops"] * args.batch_size / seconds if row["flops"] and seconds else None
+        )
+    total = sum(row["time_ms"] for row in rows)
+    for row in rows:
+        row["time_share"] = row["time_ms"] / total if total else 0.0
+
+
 def paper_comparison(name: str, cost: ModelCost) -> list[dict[str, object]]:
     return [
         {
@@ -94,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     rows = cost.grouped(args.group)
     results = run_counters(model, names, handlers=not args.no_handlers)
     add_counter_columns(rows, results)
+    if args.latency:
+        add_latency_columns(rows, model.name, args)
     counted = [n for n, r in results.items() if r.macs is not None]
     notes = [r.note for r in results.values() if r.note]
     if args.json:
@@ -142,6 +175,9 @@ def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[s
     headers = ["name", "type", "input", "output", "params", "MACs"]
     headers += [f"{name} MACs" for name in counted]
     headers += ["FLOPs", "activations", "FLOPs share"]
+    latency = bool(rows) and "time_ms" in rows[0]
+    if latency:
+        headers += ["time ms", "time share", "peak mem", "FLOP/s"]
     if counted:
         headers.append("differs >1%")
     cells = []
@@ -161,6 +197,14 @@ def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[s
             fmt(row["activations"]),
             f"{100 * share:.1f}%" if readable else round(share, 6),
         ]
+        if latency:
+            rate, peak = row["flops_per_s"], row["peak_memory_bytes"]
+            line += [
+                f"{row['time_ms']:.3f}" if readable else row["time_ms"],
+                f"{100 * row['time_share']:.1f}%" if readable else round(row["time_share"], 6),
+                (human(peak, "B") if peak is not None else "-") if readable else peak,
+                (human(rate) if rate else "-") if readable else rate,
+            ]
         if counted:
             line.append(",".join(row["differs"]) or ("-" if readable else ""))
         cells.append(line)
