@@ -19,7 +19,7 @@ TINY = "sasa26:width=0.25,resolution=32,stages=caaa,heads=2,k=3"
 
 
 def test_every_exact_backend_is_available_here():
-    assert EXACT == ["reference", "flex", "triton"]
+    assert EXACT == ["reference", "unfold", "flex", "triton"]
 
 
 def test_kernels_check_passes_for_every_backend_fp32_and_bf16(capsys):

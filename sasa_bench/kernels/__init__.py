@@ -66,6 +66,13 @@ BACKENDS: dict[str, Backend] = {
             description="paper-faithful PyTorch loop over the k x k offsets (bounded memory)",
         ),
         Backend(
+            "unfold",
+            "sasa_bench.kernels.unfold",
+            exact=True,
+            description="k^2 unfolded keys and values, dense products (fast on small maps, k^2 "
+            "memory; the usual reimplementation)",
+        ),
+        Backend(
             "flex",
             "sasa_bench.kernels.flex",
             exact=True,
