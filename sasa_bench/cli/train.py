@@ -1,0 +1,123 @@
+"""`sasa-bench train MODEL --data SPEC`: train, checkpoint every epoch, record the accuracy.
+
+Runs as one process, or under `torchrun --nproc_per_node N -m sasa_bench train ...` as N
+(DistributedDataParallel). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+from sasa_bench.cli.common import MODEL_FLAGS, add_model_arguments, model_from_args, print_json
+from sasa_bench.models.spec import ATTENTION_ALIASES
+from sasa_bench.train.config import AMP_DTYPES, OPTIMIZERS, RECIPES, SCHEDULES, make_config
+from sasa_bench.train.datasets import open_dataset
+from sasa_bench.train.distributed import DEVICES
+from sasa_bench.train.setup import fit_to_data
+from sasa_bench.train.trainer import train
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train a model; checkpoints, epoch log, final record")
+    add_model_arguments(parser)
+    add_data_arguments(parser)
+    recipe = parser.add_argument_group("recipe (defaults from --recipe)")
+    recipe.add_argument(
+        "--recipe", choices=RECIPES, default="small", help="named hyperparameters (small)"
+    )
+    recipe.add_argument("--epochs", type=int)
+    recipe.add_argument("--batch-size", type=int, help="global, split over processes")
+    recipe.add_argument("--lr", type=float, help="peak lr (default: the recipe's, batch-scaled)")
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS)
+    recipe.add_argument("--momentum", type=float, help="SGD momentum / AdamW beta1")
+    recipe.add_argument("--warmup-epochs", type=float)
+    recipe.add_argument("--schedule", choices=SCHEDULES)
+    recipe.add_argument("--label-smoothing", type=float)
+    recipe.add_argument("--weight-decay", type=float)
+    recipe.add_argument("--ema", type=float, metavar="DECAY", help="weight EMA decay; 0 = off")
+    recipe.add_argument("--bn-momentum", type=float, help="torch convention (1 - BN decay)")
+    recipe.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    add_execution_arguments(run)
+    run.add_argument("--workers", type=int, default=4, help="loader processes (image folders)")
+    run.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATA)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        default="digits",
+        metavar="SPEC",
+        help="digits (embedded, default) | cifar10:PATH | imagefolder:PATH",
+    )
+    parser.add_argument(
+        "--subset", type=int, metavar="N", help="smoke test: at most N train and N test images"
+    )
+
+
+def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
+    """How a run executes (not what it computes): shared by train and eval."""
+    group.add_argument("--device", choices=DEVICES, default="auto")
+    group.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype (default: fp32)")
+    group.add_argument("--channels-last", action="store_true")
+    group.add_argument("--attn-impl", default="reference", help="attention backend")
+    group.add_argument(
+        "--results", type=Path, help="JSONL file for the final record (train: OUT/results.jsonl)"
+    )
+    group.add_argument("--json", action="store_true", help="print the final record as JSON")
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """Model options the user set, in MODEL's text or by an override flag."""
+    _, _, text = args.model.partition(":")
+    keys = {item.partition("=")[0].strip() for item in text.split(",") if item.strip()}
+    keys |= {option for flag, option in MODEL_FLAGS.items() if getattr(args, flag) is not None}
+    return {ATTENTION_ALIASES.get(key, key) for key in keys}
+
+
+def default_out(model: str, data: str) -> Path:
+    name = data.partition(":")[0] if ":" in data else data
+    return Path("runs") / re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{model}-{name}")
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args.data)
+    model = fit_to_data(model_from_args(args), dataset, given_options(args))
+    flags = {
+        name: getattr(args, name)
+        for name in (
+            "epochs", "batch_size", "lr", "optimizer", "momentum", "warmup_epochs", "schedule",
+            "label_smoothing", "weight_decay", "ema", "bn_momentum", "seed", "subset", "amp",
+            "device", "workers", "attn_impl",
+        )
+    }  # fmt: skip
+    config = make_config(
+        model=model.name,
+        data=args.data,
+        recipe=args.recipe,
+        channels_last=args.channels_last,
+        **flags,
+    )
+    record = train(
+        config,
+        dataset,
+        out=args.out or default_out(model.name, args.data),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        results=args.results,
+        echo=lambda line: print(line, flush=True),
+    )
+    if args.json and is_main_process():
+        print_json(dataclasses.asdict(record))
+    return 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun world (or the only process)."""
+    return os.environ.get("RANK", "0") == "0"
