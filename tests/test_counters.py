@@ -78,10 +78,10 @@ def test_single_attention_stem_counts_match_the_formula(counter, values):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_counter_agrees_with_analytic_totals_and_per_layer(name):
-    spec = parse_model(f"{name}{',' if ':' in name else ':'}resolution=64").spec
+    spec = parse_model(f"{name}{',' if ':' in name else ':'}resolution=32").spec
     cost = model_cost(spec)
     model = build_model(spec).eval()
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     for counter in COUNTERS:
         result = run_counter(counter, model, x)
         assert result.note is None, result.note

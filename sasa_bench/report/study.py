@@ -1,0 +1,96 @@
+"""Studies: what a report section measures, declared as code in `experiments/<name>.py`.
+
+Each experiment file defines `study(smoke: bool) -> Study`. An entry's `model` is the model at
+the paper's scale (it keys the paper's row and the analytic cost at 224x224); the benchmark and
+training runs measure it with the study's overrides (in smoke mode: smaller, CPU-sized).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sasa_bench.errors import SasaBenchError, UnknownNameError
+from sasa_bench.models.registry import parse_model
+
+DEFAULT_STUDIES = ("table1",)
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Throughput/memory measurement of every entry on the report's device."""
+
+    overrides: str = ""  # model options appended for the run, e.g. "resolution=64"
+    batch_size: int = 64
+    dtype: str = "fp32"
+    warmup: int = 5
+    iters: int = 20
+    channels_last: bool = False
+
+
+#: The usual plans: CPU-sized for smoke runs, the GPU setting of the issue's benchmarks.
+SMOKE_BENCH = Bench("resolution=64", batch_size=2, warmup=1, iters=3)
+GPU_BENCH = Bench(batch_size=64, dtype="bf16", channels_last=True)
+
+
+def default_bench(smoke: bool) -> Bench:
+    return SMOKE_BENCH if smoke else GPU_BENCH
+
+
+@dataclass(frozen=True)
+class Train:
+    """Accuracy measured by training `models` (entry models) on an embedded dataset."""
+
+    models: tuple[str, ...]
+    overrides: str = "width=0.25"
+    data: str = "digits"
+    epochs: int = 3
+    recipe: str = "small"  # sasa_bench.train's named hyperparameters (batch, lr, optimizer)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    models: tuple[str, ...]  # entries, at the paper's scale
+    paper_table: str | None = None  # the paper table whose rows sit beside ours
+    bench: Bench | None = None
+    train: Train | None = None
+    layer_tables: bool = False  # per-block tables of params, FLOPs, activations, latency
+    kernels: bool = False  # attention kernels at the stage shapes beside a conv
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for model in self.models:
+            parse_model(model)  # a typo in a study is an error at load time
+
+
+def with_overrides(model: str, overrides: str) -> str:
+    """`sasa50` + `resolution=64` -> canonical `sasa50:resolution=64`."""
+    if not overrides:
+        return parse_model(model).name
+    return parse_model(model + ("," if ":" in model else ":") + overrides).name
+
+
+def available(directory: Path = EXPERIMENTS_DIR) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.stem for p in directory.glob("*.py")
+        if not p.name.startswith("_") and "def study(" in p.read_text()
+    )  # fmt: skip
+
+
+def load_study(name: str, smoke: bool, directory: Path = EXPERIMENTS_DIR) -> Study:
+    path = directory / f"{name}.py"
+    if not path.is_file():
+        known = ", ".join(available(directory)) or f"none (no {directory})"
+        raise UnknownNameError(f"unknown study {name!r}; known: {known}")
+    spec = importlib.util.spec_from_file_location(f"sasa_bench_experiments.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "study"):
+        raise SasaBenchError(f"{path} defines no study(smoke) function")
+    return module.study(smoke)
