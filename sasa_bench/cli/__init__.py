@@ -34,7 +34,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="sasa-bench", description=__doc__)
+    parser = Parser(
+        prog="sasa-bench",
+        description="Build, count, measure and report Stand-Alone Self-Attention (SASA) vision "
+        "models: sasa-bench COMMAND --help for each command.",
+    )
     parser.add_argument("--version", action="version", version=f"sasa-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
