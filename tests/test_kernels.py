@@ -48,7 +48,7 @@ def test_check_catches_a_wrong_backend(monkeypatch, capsys):
     assert "MISMATCH" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("impl", ["flex", "triton"])
+@pytest.mark.parametrize("impl", ["unfold", "flex", "triton"])
 def test_same_model_same_outputs_with_every_exact_backend(impl):
     model = build_model(parse_model(TINY).spec).eval()
     x = torch.randn(2, 3, 32, 32)
