@@ -122,8 +122,8 @@ def test_kernels_list_and_bench_on_cpu(capsys):
     [
         (["kernels", "--check", "--impl", "nope"], "unknown backend 'nope'"),
         (["kernels", "--check", "--dtype", "fp8"], "unknown dtype 'fp8'"),
-        (["kernels", "--bench", "--device", "cuda"], "no CUDA device"),
-        (["kernels", "--bench", "--device", "tpu"], "bad device"),
+        (["kernels", "--bench", "--device", "cuda"], "sees no CUDA device"),
+        (["kernels", "--bench", "--device", "tpu"], "device 'tpu'"),
     ],
 )
 def test_kernels_bad_input(capsys, argv, message):

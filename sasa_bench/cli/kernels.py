@@ -7,6 +7,7 @@ import argparse
 import torch
 from rich.table import Table
 
+from sasa_bench.bench import check_device
 from sasa_bench.cli.common import console, human, print_json
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import BACKENDS
@@ -45,13 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _device(text: str | None) -> torch.device:
     if text is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise SasaBenchError(f"bad device {text!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SasaBenchError("no CUDA device here; use --device cpu")
-    return device
+    check_device(text)
+    return torch.device(text)
 
 
 def _backends(text: str | None) -> list[str]:
