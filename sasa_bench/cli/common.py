@@ -81,3 +81,8 @@ def human(value: float, unit: str = "") -> str:
         if abs(value) >= factor:
             return f"{value / factor:.2f} {prefix}{unit}"
     return f"{value:.0f} {unit}".rstrip()
+
+
+def opt(value: object) -> str:
+    """A table cell for a value that may be missing."""
+    return "-" if value is None else str(value)

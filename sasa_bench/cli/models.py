@@ -8,7 +8,7 @@ from rich.table import Table
 
 from sasa_bench import paper
 from sasa_bench.analysis.complexity import model_cost
-from sasa_bench.cli.common import console, print_json
+from sasa_bench.cli.common import console, opt, print_json
 from sasa_bench.models.registry import PRESETS, describe
 
 
@@ -63,13 +63,9 @@ def run(args: argparse.Namespace) -> int:
             row["stages"],
             f"{row['params'] / 1e6:.2f}",
             f"{row['flops'] / 1e9:.2f}",
-            _opt(ref.get("params_m")),
-            _opt(ref.get("flops_b")),
+            opt(ref.get("params_m")),
+            opt(ref.get("flops_b")),
         )
     console().print(table)
     console().print("paper columns: Table 1 of Ramachandran et al. 2019 (reported, not measured)")
     return 0
-
-
-def _opt(value: object) -> str:
-    return "-" if value is None else f"{value}"

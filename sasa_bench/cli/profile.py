@@ -18,7 +18,14 @@ from sasa_bench.analysis.flops import (
     parse_counters,
     run_counter,
 )
-from sasa_bench.cli.common import add_model_arguments, console, human, model_from_args, print_json
+from sasa_bench.cli.common import (
+    add_model_arguments,
+    console,
+    human,
+    model_from_args,
+    opt,
+    print_json,
+)
 from sasa_bench.models.registry import NamedModel, spec_options
 from sasa_bench.models.resnet import build_model
 from sasa_bench.report.tables import to_csv, to_markdown
@@ -265,18 +272,13 @@ def _print_paper(out, name: str, comparison: list[dict[str, object]]) -> None:
             row["table"],
             row["label"],
             f"{row['flops_b']:.2f}",
-            _opt(row["paper_flops_b"]),
+            opt(row["paper_flops_b"]),
             f"{row['params_m']:.2f}",
-            _opt(row["paper_params_m"]),
-            _opt(row["paper_top1"])
-            + (" (held-out)" if row["accuracy_split"] == "held-out" else ""),
+            opt(row["paper_params_m"]),
+            opt(row["paper_top1"]) + (" (held-out)" if row["accuracy_split"] == "held-out" else ""),
         )
     out.print(table)
 
 
 def _shape(shape: list[int]) -> str:
     return "x".join(str(s) for s in shape)
-
-
-def _opt(value: object) -> str:
-    return "-" if value is None else str(value)
