@@ -151,3 +151,40 @@ def test_compare_by_a_config_field_in_one_file(capsys, tmp_path):
 def test_compare_user_errors(capsys, two_machines, argv, message):
     code, _, err = run_cli(capsys, "compare", *map(str, two_machines), *argv)
     assert code == 2 and message in err
+
+
+def test_gpu_script_states_the_kernel_targets_from_the_records():
+    """experiments/gpu_bench.py's verdicts: sasa50 / resnet50 per mode, from records only."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).parent.parent / "experiments" / "gpu_bench.py"
+    spec = importlib.util.spec_from_file_location("gpu_bench", path)
+    gpu_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_bench)
+
+    def record(model, mode, rate, peak, impl="reference", status="ok"):
+        metrics = {"images_per_s": rate, "peak_allocated_bytes": peak}
+        config = {"mode": mode, "attn_impl": impl}
+        return SimpleNamespace(model=model, status=status, config=config, metrics=metrics)
+
+    records = [
+        record("resnet50", "infer", 1000.0, 100),
+        record("resnet50", "train", 300.0, 200),
+        record("sasa50", "infer", 600.0, 160, "triton"),  # 0.6x: met; memory 1.6x: not
+        record("sasa50", "train", 90.0, 250, "triton"),  # 0.3x: not met; memory 1.25x: met
+        record("sasa50", "infer", 10.0, 1, "reference", status="error"),
+    ]
+    lines = gpu_bench.targets(records, ["resnet50", "sasa50"])
+    body = "\n".join(lines[1:])
+    assert "reference" not in body  # a failed measurement gives no ratio
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["triton", "infer", "images_per_s"],
+        ["triton", "train", "images_per_s"],
+        ["triton", "infer", "peak_allocated_bytes"],
+        ["triton", "train", "peak_allocated_bytes"],
+    ]
+    verdicts = [line.rsplit(":", 1)[1].strip() for line in lines[1:]]
+    assert verdicts == ["met", "NOT met", "NOT met", "met"]
+    assert "0.600x" in lines[1] and "0.300x" in lines[2] and "1.600x" in lines[3]

@@ -10,6 +10,7 @@ from sasa_bench import kernels
 from sasa_bench.analysis.complexity import model_cost
 from sasa_bench.analysis.flops import COUNTERS, run_counter
 from sasa_bench.cli import main
+from sasa_bench.kernels import reference, triton_window
 from sasa_bench.kernels.check import check_backend
 from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import build_model, set_attention_impl
@@ -131,3 +132,75 @@ def test_kernels_bad_input(capsys, argv, message):
         pytest.skip("a CUDA device is present")
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _reference_grads(q, k, v, rel, grad, kernel_size, heads):
+    inputs = [t.double().detach().requires_grad_(True) for t in (q, k, v, rel)]
+    out, _ = reference.attention(*inputs, kernel_size, heads)
+    out.backward(grad.double())
+    return out, [t.grad for t in inputs]
+
+
+@pytest.mark.parametrize(
+    "tile, channels_last",
+    [(tile, i % 2 == 1) for i, tile in enumerate(triton_window.TILES)],
+)
+def test_every_triton_tile_is_exact(tile, channels_last):
+    """Every configuration the autotuner may pick on a GPU, here in the interpreter: tiles larger
+    than the map, maps that are not a multiple of the tile, channel slices of one channels-last
+    q/k/v tensor (the fused projection's output)."""
+    batch, channels, height, width, heads, kernel_size = 1, 16, 9, 11, 2, 5
+    qkv = torch.randn(batch, 3 * channels, height, width)
+    if channels_last:
+        qkv = qkv.to(memory_format=torch.channels_last)
+    q, k, v = qkv.split(channels, dim=1)
+    rel = torch.randn(heads, channels // heads, kernel_size**2)
+    grad = torch.randn(batch, channels, height, width)
+    out, lse = triton_window.forward(q, k, v, rel, kernel_size, heads, tile=tile)
+    assert (out.stride(1) == 1) == channels_last  # the output keeps the input's layout
+    grads = triton_window.backward(q, k, v, rel, out, lse, grad, kernel_size, heads, tile=tile)
+    expected, expected_grads = _reference_grads(q, k, v, rel, grad, kernel_size, heads)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    for name, ours, ref in zip(("dq", "dk", "dv", "drel"), grads, expected_grads, strict=True):
+        torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def _has_ptxas() -> bool:
+    try:
+        from sasa_bench.kernels.sass import _tool
+
+        _tool("ptxas")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ptxas(), reason="this Triton ships no ptxas")
+def test_triton_kernels_compile_for_h100_to_vector_loads_without_spills():
+    """The machine code the GPU would run, compiled here for sm_90: in the models' layout
+    (channels-last slices, bf16) every tile the autotuner may time loads whole 16-byte vectors
+    (no 2-byte scalar loads), and the forward never spills. The NCHW layout, where a pixel's
+    channels are far apart, is the control: there the same counter finds scalar loads."""
+    from sasa_bench.kernels.sass import inspect_in_subprocess
+
+    rows = inspect_in_subprocess((8, 64))
+    assert {(r["kernel"], r["head_dim"]) for r in rows} == {
+        (k, d) for k in ("_fwd_kernel", "_bwd_q_kernel", "_bwd_kv_kernel") for d in (8, 64)
+    }
+    assert all(r["registers"] > 0 and r["LDG"] > 0 and r["MUFU"] > 0 for r in rows)
+    assert all(r["scalar_loads"] == 0 for r in rows)
+    forward = [r for r in rows if r["kernel"] == "_fwd_kernel"]
+    assert all(r["spill_bytes"] == 0 for r in forward)
+    for d in (8, 64):  # some tile gives each thread whole 16-byte pixels
+        assert max(r["widest_load_bits"] for r in forward if r["head_dim"] == d) == 128
+    control = inspect_in_subprocess((8,), channels_last=False)
+    assert all(r["scalar_loads"] > 0 for r in control if r["kernel"] == "_fwd_kernel")
+
+
+@pytest.mark.parametrize("head_dim", [2, 8, 16, 32, 64, 128])
+def test_every_head_dim_has_autotune_candidates_that_fit(head_dim):
+    for kernel in (triton_window._fwd_kernel, triton_window._bwd_kv_kernel):
+        tiles = triton_window.candidates(kernel, head_dim)
+        assert tiles and all(t in triton_window.TILES for t in tiles)
+    q_tiles = triton_window.candidates(triton_window._bwd_q_kernel, head_dim)
+    assert q_tiles and all(t[:2] == triton_window.Q_TILE for t in q_tiles)

@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="time backends at a network's stage shapes beside a 3x3 conv",
     )
+    parser.add_argument(
+        "--sass",
+        action="store_true",
+        help="compile the Triton kernels for sm_90 (no GPU needed) and count registers, spills, "
+        "load widths, shuffles and exps in the machine code",
+    )
+    parser.add_argument("--head-dims", default="8,16,32,64", help="--sass: comma list of head dims")
     parser.add_argument("--impl", help="comma list of backends (default: every available one)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if any)")
     parser.add_argument(
@@ -76,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_check(args)
     if args.bench:
         return _run_bench(args)
+    if args.sass:
+        return _run_sass(args)
     return _run_list(args)
 
 
@@ -218,3 +227,41 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 def _f(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _run_sass(args: argparse.Namespace) -> int:
+    from sasa_bench.kernels.sass import FAMILIES, inspect_in_subprocess
+
+    try:
+        head_dims = tuple(int(d) for d in args.head_dims.split(","))
+    except ValueError:
+        raise SasaBenchError(f"--head-dims takes integers, got {args.head_dims!r}") from None
+    dtypes = _dtypes(args.dtype, "bf16")
+    if len(dtypes) != 1 or any(d < 1 for d in head_dims):
+        raise SasaBenchError("--sass takes one --dtype and head dims >= 1")
+    with console().status("compiling the Triton kernels for sm_90 ..."):
+        rows = inspect_in_subprocess(head_dims, dtype=dtypes[0])
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(
+        title="Triton kernels compiled for sm_90, channels-last q/k/v (static counts of the "
+        "machine code; the unrolled row of k offsets appears once)"
+    )
+    headers = ("kernel", "d", "tile", "regs", "spill B", "smem B", "widest load")
+    for header in (*headers, *FAMILIES, "scalar loads"):
+        table.add_column(header, justify="left" if header in ("kernel", "tile") else "right")
+    for r in rows:
+        table.add_row(
+            str(r["kernel"]).strip("_"),
+            str(r["head_dim"]),
+            str(r["tile"]),
+            str(r["registers"]),
+            str(r["spill_bytes"]),
+            str(r["shared_bytes"]),
+            f"{r['widest_load_bits']} bit",
+            *(str(r[f]) for f in FAMILIES),
+            str(r["scalar_loads"]),
+        )
+    console().print(table)
+    return 0

@@ -161,6 +161,10 @@ def _measure(row, name, tensors, kernel_size, heads, device, warmup, iters) -> N
         row.note = "out of memory"
     except Exception as error:  # one failing backend is a row, not a crash of the run
         row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    if name == "triton" and device.type == "cuda" and row.note is None:
+        from sasa_bench.kernels.triton_window import chosen_tiles
+
+        row.note = f"autotuned: {chosen_tiles()}"
     if row.forward_ms:
         row.floor_ratio = row.forward_ms / row.floor_ms
         row.achieved_gb_per_s = row.floor_bytes / (row.forward_ms * 1e-3) / 1e9

@@ -1,10 +1,21 @@
 """Fused SASA attention in Triton: forward and backward, exact (zero-padded border, q.r).
 
-Forward: one program per (image, head) x tile of BLOCK_Q query pixels. The k x k offsets are a
-runtime loop (not unrolled: compile time stays seconds, not tens of seconds); for each offset the
-key and value vectors are gathered (zero outside the image: the padded positions still enter the
-softmax with logit q.r), and an online softmax accumulates the output in fp32. The log-sum-exp
-per query is kept for the backward pass.
+Forward: one program per (image, head) x 2-D tile of TILE_H x TILE_W query pixels. A square
+tile touches (TILE_H + k - 1) x (TILE_W + k - 1) key pixels, against k x (BLOCK + k - 1) for a
+raster run of BLOCK pixels, so neighbouring offsets hit the caches. The window's rows are a
+runtime loop and its columns an unrolled one (k independent loads in flight per row; compile
+time stays seconds, where a fully unrolled k x k loop takes tens). For each offset the key and
+value vectors are gathered (zero outside the image: the padded positions still enter the softmax
+with logit q.r), and an online softmax accumulates the output in fp32. The log-sum-exp per query
+is kept for the backward pass.
+
+The head dim is a compile-time constant and the embeddings are stored offset-major, so with
+channels-last q/k/v (the models' layout on a GPU) every load is a 16-byte vector and reductions
+over channels stay inside a thread: `sasa-bench kernels --sass` shows this in the sm_90 machine
+code, compiled without a GPU. On CUDA the tile shape and the warps per program are autotuned
+per feature-map shape, head dim and layout (the first call at a new shape times every candidate
+that fits the registers; SASA_TRITON_AUTOTUNE=0 skips this); the candidates include the 1 x 64
+raster tile of the first version of this kernel.
 
 Backward, without atomics: a query-centric kernel computes dq and per-tile partial sums of the
 relative-embedding gradient; a key-centric kernel computes dk and dv by visiting, for each key,
@@ -17,23 +28,81 @@ by `sasa_bench.kernels` when CUDA is absent): correct, slow, for tests.
 
 from __future__ import annotations
 
+import inspect
+import os
+
 import torch
 import triton
 import triton.language as tl
 
-BLOCK_Q = 64
+#: (TILE_H, TILE_W, num_warps) the autotuner chooses from on CUDA, pruned per head dim by
+#: `fits`. With channels-last bf16 a thread loads 16 bytes of one pixel, so at d = 8 a tile of
+#: 32 x num_warps pixels gives every thread its own pixel; (1, 64, 4) is the first version's
+#: raster tile.
+TILES = (
+    (8, 8, 2),
+    (4, 16, 2),
+    (8, 16, 4),
+    (16, 8, 4),
+    (16, 16, 8),
+    (8, 8, 4),
+    (4, 8, 2),
+    (4, 8, 4),
+    (8, 8, 8),
+    (2, 8, 4),
+    (4, 8, 8),
+    (1, 64, 4),
+)
+#: the one configuration used where there is no autotuning (Triton's interpreter on CPU)
+DEFAULT_TILE = (8, 8, 4)
+#: the query-side backward's tile: its per-tile embedding partials fix the grid (warps are tuned)
+Q_TILE = (8, 8)
+#: most fp32 elements of one (pixels, d) tensor per thread before registers spill (read off the
+#: sm_90 machine code, `sasa-bench kernels --sass`): the backward keys/values kernel holds four
+#: such tensors, the others two or three
+BUDGET = {"_fwd_kernel": 16, "_bwd_q_kernel": 16, "_bwd_kv_kernel": 8}
+
+
+def fits(tile: tuple[int, int, int], head_dim: int, budget: int) -> bool:
+    """Whether a (TILE_H, TILE_W, num_warps) tile spreads one (pixels, d) fp32 tensor over its
+    threads at 4 to `budget` elements each: fewer leaves threads computing the same pixel,
+    more spills registers."""
+    tile_h, tile_w, warps = tile
+    per_thread = tile_h * tile_w * triton.next_power_of_2(head_dim) / (32 * warps)
+    return 4 <= per_thread <= budget
+
+
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def _offsets(pix, H, W):
-    return pix // W, pix % W
+def _tile_pixels(tile, H, W, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    """Row, column and validity of the TILE_H x TILE_W pixels of 2-D tile number `tile`."""
+    tiles_w = tl.cdiv(W, TILE_W)
+    i = tl.arange(0, TILE_H * TILE_W)
+    y = (tile // tiles_w) * TILE_H + i // TILE_W
+    x = (tile % tiles_w) * TILE_W + i % TILE_W
+    return y, x, (y < H) & (x < W)
 
 
 @triton.jit
 def _load_pixels(ptr, b, c, y, x, mask, sb, sc, sh, sw):
-    """(BLOCK_Q, BLOCK_D) vectors of the pixels (y, x), channels c; zero where masked."""
+    """(TILE_H * TILE_W, BLOCK_D) vectors of the pixels (y, x), channels c; zero where masked."""
     offs = b * sb + c[None, :] * sc + y[:, None] * sh + x[:, None] * sw
     return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _key(k_ptr, r_ptr, kv_mask, dmask, HAS_K: tl.constexpr, HAS_REL: tl.constexpr):
+    """k + r of one offset in fp32 (k alone, or r alone broadcast over the pixels)."""
+    if HAS_K:
+        key = tl.load(k_ptr, mask=kv_mask, other=0.0).to(tl.float32)
+        if HAS_REL:
+            key += tl.load(r_ptr, mask=dmask, other=0.0)[None, :]
+    else:
+        key = tl.load(r_ptr, mask=dmask, other=0.0)[None, :]
+    return key
 
 
 @triton.jit
@@ -60,55 +129,61 @@ def _fwd_kernel(
     soc,
     soh,
     sow,
-    srh,
-    srd,
-    sro,
     H,
     W,
     HEADS,
-    D,
+    D: tl.constexpr,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     b = pid_bh // HEADS
     h = pid_bh % HEADS
-    pix = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    valid = pix < H * W
-    y, x = _offsets(pix, H, W)
+    y, x, valid = _tile_pixels(tl.program_id(1), H, W, TILE_H, TILE_W)
     dd = tl.arange(0, BLOCK_D)
     dmask = dd < D
     c = h * D + dd
-    q = _load_pixels(Q, b, c, y, x, valid[:, None] & dmask[None, :], sqb, sqc, sqh, sqw)
-    m = tl.full([BLOCK_Q], float("-inf"), tl.float32)
-    l_sum = tl.zeros([BLOCK_Q], tl.float32)
-    acc = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
-    for o in range(KS * KS):
-        ky = y + o // KS - KS // 2
-        kx = x + o % KS - KS // 2
-        inside = valid & (ky >= 0) & (ky < H) & (kx >= 0) & (kx < W)
-        kv_mask = inside[:, None] & dmask[None, :]
-        s = tl.zeros([BLOCK_Q], tl.float32)
-        if HAS_K:
-            k = _load_pixels(K, b, c, ky, kx, kv_mask, skb, skc, skh, skw)
-            s += tl.sum(q * k, axis=1)
-        if HAS_REL:
-            r = tl.load(R + h * srh + dd * srd + o * sro, mask=dmask, other=0.0).to(tl.float32)
-            s += tl.sum(q * r[None, :], axis=1)
-        v = _load_pixels(V, b, c, ky, kx, kv_mask, svb, svc, svh, svw)
-        m_new = tl.maximum(m, s)
-        alpha = tl.exp(m - m_new)
-        p = tl.exp(s - m_new)
-        l_sum = l_sum * alpha + p
-        acc = acc * alpha[:, None] + p[:, None] * v
-        m = m_new
+    # logits in base 2 (exp2 is the hardware's exponential): q scaled by log2(e) once
+    q = _load_pixels(Q, b, c, y, x, valid[:, None] & dmask[None, :], sqb, sqc, sqh, sqw) * LOG2E
+    # each offset's key/value pointers are the query pixel's plus one scalar per offset
+    k_ptr = K + b * skb + c[None, :] * skc + y[:, None] * skh + x[:, None] * skw
+    v_ptr = V + b * svb + c[None, :] * svc + y[:, None] * svh + x[:, None] * svw
+    r_ptr = R + h * KS * KS * D + dd
+    m = tl.full([TILE_H * TILE_W], float("-inf"), tl.float32)
+    l_sum = tl.zeros([TILE_H * TILE_W], tl.float32)
+    acc = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
+    for dy in range(KS):
+        oy = dy - KS // 2
+        row_inside = valid & (y >= -oy) & (y < H - oy)
+        for dx in tl.static_range(KS):
+            ox = dx - KS // 2
+            inside = row_inside & (x >= -ox) & (x < W - ox)
+            kv_mask = inside[:, None] & dmask[None, :]
+            key = _key(
+                k_ptr + (oy * skh + ox * skw),
+                r_ptr + (dy * KS + dx) * D,
+                kv_mask,
+                dmask,
+                HAS_K,
+                HAS_REL,
+            )
+            s = tl.sum(q * key, axis=1)
+            v = tl.load(v_ptr + (oy * svh + ox * svw), mask=kv_mask, other=0.0).to(tl.float32)
+            m_new = tl.maximum(m, s)
+            alpha = tl.exp2(m - m_new)
+            p = tl.exp2(s - m_new)
+            l_sum = l_sum * alpha + p
+            acc = acc * alpha[:, None] + p[:, None] * v
+            m = m_new
     out = acc / l_sum[:, None]
     offs = b * sob + c[None, :] * soc + y[:, None] * soh + x[:, None] * sow
     tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=valid[:, None] & dmask[None, :])
-    tl.store(LSE + pid_bh * H * W + pix, m + tl.log(l_sum), mask=valid)
+    lse = (m + tl.log2(l_sum)) * LN2  # back to natural log for the backward
+    tl.store(LSE + pid_bh * H * W + y * W + x, lse, mask=valid)
 
 
 @triton.jit
@@ -138,56 +213,64 @@ def _bwd_q_kernel(
     sdc,
     sdh,
     sdw,
-    srh,
-    srd,
-    sro,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
     H,
     W,
     HEADS,
-    D,
+    D: tl.constexpr,
     N_TILES,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     tile = tl.program_id(1)
     b = pid_bh // HEADS
     h = pid_bh % HEADS
-    pix = tile * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    valid = pix < H * W
-    y, x = _offsets(pix, H, W)
+    y, x, valid = _tile_pixels(tile, H, W, TILE_H, TILE_W)
     dd = tl.arange(0, BLOCK_D)
     dmask = dd < D
     c = h * D + dd
     qmask = valid[:, None] & dmask[None, :]
     q = _load_pixels(Q, b, c, y, x, qmask, sqb, sqc, sqh, sqw)
     do = _load_pixels(DO, b, c, y, x, qmask, sdb, sdc, sdh, sdw)
-    lse = tl.load(LSE + pid_bh * H * W + pix, mask=valid, other=0.0)
-    delta = tl.load(DELTA + pid_bh * H * W + pix, mask=valid, other=0.0)
-    dq = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
-    for o in range(KS * KS):
-        ky = y + o // KS - KS // 2
-        kx = x + o % KS - KS // 2
-        inside = valid & (ky >= 0) & (ky < H) & (kx >= 0) & (kx < W)
-        kv_mask = inside[:, None] & dmask[None, :]
-        key = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
-        if HAS_K:
-            key += _load_pixels(K, b, c, ky, kx, kv_mask, skb, skc, skh, skw)
-        if HAS_REL:
-            r = tl.load(R + h * srh + dd * srd + o * sro, mask=dmask, other=0.0).to(tl.float32)
-            key += r[None, :]
-        s = tl.sum(q * key, axis=1)
-        p = tl.where(valid, tl.exp(s - lse), 0.0)
-        v = _load_pixels(V, b, c, ky, kx, kv_mask, svb, svc, svh, svw)
-        ds = p * (tl.sum(do * v, axis=1) - delta)
-        dq += ds[:, None] * key
-        if HAS_REL:
-            dr = tl.sum(ds[:, None] * q, axis=0)
-            tl.store(DR + ((pid_bh * N_TILES + tile) * KS * KS + o) * BLOCK_D + dd, dr)
-    offs = b * sqb + c[None, :] * sqc + y[:, None] * sqh + x[:, None] * sqw
+    pix = pid_bh * H * W + y * W + x
+    lse = tl.load(LSE + pix, mask=valid, other=0.0) * LOG2E  # base 2, as the logits below
+    delta = tl.load(DELTA + pix, mask=valid, other=0.0)
+    q2 = q * LOG2E
+    k_ptr = K + b * skb + c[None, :] * skc + y[:, None] * skh + x[:, None] * skw
+    v_ptr = V + b * svb + c[None, :] * svc + y[:, None] * svh + x[:, None] * svw
+    r_ptr = R + h * KS * KS * D + dd
+    dr_ptr = DR + (pid_bh * N_TILES + tile) * KS * KS * BLOCK_D + dd
+    dq = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
+    for dy in range(KS):
+        oy = dy - KS // 2
+        row_inside = valid & (y >= -oy) & (y < H - oy)
+        for dx in tl.static_range(KS):
+            ox = dx - KS // 2
+            inside = row_inside & (x >= -ox) & (x < W - ox)
+            kv_mask = inside[:, None] & dmask[None, :]
+            key = _key(
+                k_ptr + (oy * skh + ox * skw),
+                r_ptr + (dy * KS + dx) * D,
+                kv_mask,
+                dmask,
+                HAS_K,
+                HAS_REL,
+            )
+            p = tl.where(valid, tl.exp2(tl.sum(q2 * key, axis=1) - lse), 0.0)
+            v = tl.load(v_ptr + (oy * svh + ox * svw), mask=kv_mask, other=0.0).to(tl.float32)
+            ds = p * (tl.sum(do * v, axis=1) - delta)
+            dq += ds[:, None] * key
+            if HAS_REL:
+                tl.store(dr_ptr + (dy * KS + dx) * BLOCK_D, tl.sum(ds[:, None] * q, axis=0))
+    offs = b * sgb + c[None, :] * sgc + y[:, None] * sgh + x[:, None] * sgw
     tl.store(DQ + offs, dq.to(DQ.dtype.element_ty), mask=qmask)
 
 
@@ -218,57 +301,65 @@ def _bwd_kv_kernel(
     sdc,
     sdh,
     sdw,
-    srh,
-    srd,
-    sro,
+    sgb,
+    sgc,
+    sgh,
+    sgw,
     H,
     W,
     HEADS,
-    D,
+    D: tl.constexpr,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     b = pid_bh // HEADS
     h = pid_bh % HEADS
-    pix = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    valid = pix < H * W
-    ky, kx = _offsets(pix, H, W)
+    ky, kx, valid = _tile_pixels(tl.program_id(1), H, W, TILE_H, TILE_W)
     dd = tl.arange(0, BLOCK_D)
     dmask = dd < D
     c = h * D + dd
     kmask = valid[:, None] & dmask[None, :]
-    k = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
     if HAS_K:
-        k += _load_pixels(K, b, c, ky, kx, kmask, skb, skc, skh, skw)
+        k = _load_pixels(K, b, c, ky, kx, kmask, skb, skc, skh, skw)
+    else:
+        k = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
     v = _load_pixels(V, b, c, ky, kx, kmask, svb, svc, svh, svw)
-    dk = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
-    dv = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
-    for o in range(KS * KS):
-        qy = ky - (o // KS - KS // 2)
-        qx = kx - (o % KS - KS // 2)
-        inside = valid & (qy >= 0) & (qy < H) & (qx >= 0) & (qx < W)
-        qmask = inside[:, None] & dmask[None, :]
-        q = _load_pixels(Q, b, c, qy, qx, qmask, sqb, sqc, sqh, sqw)
-        do = _load_pixels(DO, b, c, qy, qx, qmask, sdb, sdc, sdh, sdw)
-        qpix = qy * W + qx
-        lse = tl.load(LSE + pid_bh * H * W + qpix, mask=inside, other=0.0)
-        delta = tl.load(DELTA + pid_bh * H * W + qpix, mask=inside, other=0.0)
-        key = k
-        if HAS_REL:
-            r = tl.load(R + h * srh + dd * srd + o * sro, mask=dmask, other=0.0).to(tl.float32)
-            key = k + r[None, :]
-        p = tl.where(inside, tl.exp(tl.sum(q * key, axis=1) - lse), 0.0)
-        ds = p * (tl.sum(do * v, axis=1) - delta)
-        dv += p[:, None] * do
-        dk += ds[:, None] * q
-    offs = b * skb + c[None, :] * skc + ky[:, None] * skh + kx[:, None] * skw
+    # the queries whose window holds this key: pixel (ky - oy, kx - ox) for offset (oy, ox)
+    q_ptr = Q + b * sqb + c[None, :] * sqc + ky[:, None] * sqh + kx[:, None] * sqw
+    do_ptr = DO + b * sdb + c[None, :] * sdc + ky[:, None] * sdh + kx[:, None] * sdw
+    stat = pid_bh * H * W + ky * W + kx  # per-query statistics (lse, delta), same shift
+    r_ptr = R + h * KS * KS * D + dd
+    dk = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
+    dv = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
+    for dy in range(KS):
+        oy = dy - KS // 2
+        row_inside = valid & (ky >= oy) & (ky < H + oy)
+        for dx in tl.static_range(KS):
+            ox = dx - KS // 2
+            inside = row_inside & (kx >= ox) & (kx < W + ox)
+            qmask = inside[:, None] & dmask[None, :]
+            q = tl.load(q_ptr - (oy * sqh + ox * sqw), mask=qmask, other=0.0).to(tl.float32)
+            do = tl.load(do_ptr - (oy * sdh + ox * sdw), mask=qmask, other=0.0).to(tl.float32)
+            lse = tl.load(LSE + stat - (oy * W + ox), mask=inside, other=0.0)
+            delta = tl.load(DELTA + stat - (oy * W + ox), mask=inside, other=0.0)
+            if HAS_REL:
+                key = k + tl.load(r_ptr + (dy * KS + dx) * D, mask=dmask, other=0.0)[None, :]
+            else:
+                key = k
+            s = tl.sum(q * key, axis=1) * LOG2E
+            p = tl.where(inside, tl.exp2(s - lse * LOG2E), 0.0)
+            ds = p * (tl.sum(do * v, axis=1) - delta)
+            dv += p[:, None] * do
+            dk += ds[:, None] * q
+    # dk and dv share one layout (sg*): the caller allocates them alike
+    offs = b * sgb + c[None, :] * sgc + ky[:, None] * sgh + kx[:, None] * sgw
     if HAS_K:
         tl.store(DK + offs, dk.to(DK.dtype.element_ty), mask=kmask)
-    offs = b * svb + c[None, :] * svc + ky[:, None] * svh + kx[:, None] * svw
     tl.store(DV + offs, dv.to(DV.dtype.element_ty), mask=kmask)
 
 
@@ -276,113 +367,168 @@ def _strides(t: torch.Tensor | None, like: torch.Tensor) -> tuple[int, ...]:
     return (t if t is not None else like).stride()
 
 
-def _common(q, k, rel, kernel_size, heads):
-    batch, channels, height, width = q.shape
-    d = channels // heads
-    block_d = max(triton.next_power_of_2(d), 2)
-    rel_strides = rel.stride() if rel is not None else (0, 0, 0)
-    grid = (batch * heads, triton.cdiv(height * width, BLOCK_Q))
-    meta = dict(
+def _config(tile_h: int, tile_w: int, num_warps: int) -> triton.Config:
+    return triton.Config({"TILE_H": tile_h, "TILE_W": tile_w}, num_warps=num_warps)
+
+
+def candidates(kernel, head_dim: int) -> list[tuple[int, int, int]]:
+    """The tiles the autotuner times for `kernel` at this head dim."""
+    name = kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__
+    tiles = [(*Q_TILE, w) for w in (2, 4, 8)] if name == "_bwd_q_kernel" else TILES
+    found = [tile for tile in tiles if fits(tile, head_dim, BUDGET[name])]
+    return found or [min(tiles, key=lambda t: t[0] * t[1] / t[2])]
+
+
+def _autotuned(kernel):
+    """`kernel` autotuned over its candidate tiles, keyed by map size, head dim and layout
+    (sqc: 1 when channels-last). Results are cached on disk where this Triton can."""
+    options = {}
+    if "cache_results" in inspect.signature(triton.autotune).parameters:
+        options["cache_results"] = True
+    tiles = {tile for d in (2, 4, 8, 16, 32, 64, 128) for tile in candidates(kernel, d)}
+
+    def prune(configs, named_args, **kwargs):
+        wanted = candidates(kernel, named_args.get("D", kwargs.get("D")))
+        return [
+            c for c in configs if (c.kwargs["TILE_H"], c.kwargs["TILE_W"], c.num_warps) in wanted
+        ]
+
+    configs = [_config(*tile) for tile in sorted(tiles)]
+    return triton.autotune(
+        configs,
+        key=["H", "W", "D", "sqc"],
+        prune_configs_by={"early_config_prune": prune},
+        **options,
+    )(kernel)
+
+
+_TUNED = {kernel: _autotuned(kernel) for kernel in (_fwd_kernel, _bwd_q_kernel, _bwd_kv_kernel)}
+
+
+def chosen_tiles() -> str | None:
+    """The tiles the autotuner chose at its latest call of each kernel (CUDA), as text."""
+    found = []
+    for kernel, tuner in _TUNED.items():
+        config = getattr(tuner, "best_config", None)
+        if config is not None:
+            tile = f"{config.kwargs['TILE_H']}x{config.kwargs['TILE_W']}/{config.num_warps}w"
+            found.append(f"{kernel.fn.__name__.strip('_').removesuffix('_kernel')} {tile}")
+    return ", ".join(found) or None
+
+
+def _tiles(height: int, width: int, tile_h: int, tile_w: int) -> int:
+    return triton.cdiv(height, tile_h) * triton.cdiv(width, tile_w)
+
+
+def autotuning(t: torch.Tensor) -> bool:
+    """Autotune on CUDA unless SASA_TRITON_AUTOTUNE=0 (then DEFAULT_TILE: each new shape
+    compiles three kernels instead of about twenty, e.g. for quick correctness checks)."""
+    return t.is_cuda and os.environ.get("SASA_TRITON_AUTOTUNE", "1") != "0"
+
+
+def _launch(kernel, rows: int, height: int, width: int, args, meta, tile=None) -> None:
+    """Run `kernel` over (rows, 2-D tiles): autotuned on CUDA unless `tile` pins
+    (TILE_H, TILE_W, num_warps); the default tile elsewhere (the interpreter)."""
+    if tile is None and autotuning(args[0]):
+
+        def grid(config):
+            return rows, _tiles(height, width, config["TILE_H"], config["TILE_W"])
+
+        _TUNED[kernel][grid](*args, **meta)
+        return
+    tile_h, tile_w, num_warps = tile or DEFAULT_TILE
+    grid = (rows, _tiles(height, width, tile_h, tile_w))
+    kernel[grid](*args, **meta, TILE_H=tile_h, TILE_W=tile_w, num_warps=num_warps)
+
+
+def _meta(k, rel, kernel_size: int, d: int) -> dict[str, object]:
+    return dict(
         KS=kernel_size,
         HAS_K=k is not None,
         HAS_REL=rel is not None,
-        BLOCK_Q=BLOCK_Q,
-        BLOCK_D=block_d,
+        BLOCK_D=max(triton.next_power_of_2(d), 2),
     )
-    return d, rel_strides, grid, meta
 
 
-def forward(q, k, v, rel, kernel_size: int, heads: int):
-    """(out, lse): out like q, lse (B, heads, H, W) in fp32."""
-    batch, _, height, width = q.shape
-    d, rel_strides, grid, meta = _common(q, k, rel, kernel_size, heads)
-    out = torch.empty_like(q)
+def _rel(rel: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor:
+    """The embeddings (heads, d, k^2) as the kernels read them: contiguous (heads, k^2, d), so
+    that one offset's d channels are one aligned vector load (d is a compile-time constant), in
+    fp32 (a few KB; no conversion per offset)."""
+    return q if rel is None else rel.transpose(1, 2).float().contiguous()
+
+
+def forward(q, k, v, rel, kernel_size: int, heads: int, tile=None):
+    """(out, lse): out in q's layout, lse (B, heads, H, W) in fp32. `tile` pins the
+    (TILE_H, TILE_W, num_warps) configuration; by default it is autotuned on CUDA."""
+    batch, channels, height, width = q.shape
+    d = channels // heads
+    out = _empty_like(q)
     lse = torch.empty(batch, heads, height, width, device=q.device, dtype=torch.float32)
-    _fwd_kernel[grid](
+    args = (
         q,
         k if k is not None else q,
         v,
-        rel if rel is not None else q,
+        _rel(rel, q),
         out,
         lse,
         *q.stride(),
         *_strides(k, q),
         *v.stride(),
         *out.stride(),
-        *rel_strides,
         height,
         width,
         heads,
         d,
-        **meta,
     )
+    _launch(_fwd_kernel, batch * heads, height, width, args, _meta(k, rel, kernel_size, d), tile)
     return out, lse
 
 
-def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int):
+def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, tile=None):
     """(dq, dk, dv, drel) for the forward above; dk/drel None where k/rel are None."""
     batch, channels, height, width = q.shape
-    d, rel_strides, grid, meta = _common(q, k, rel, kernel_size, heads)
+    d = channels // heads
+    meta = _meta(k, rel, kernel_size, d)
     grad = grad.contiguous(memory_format=_format(q))
     delta = (grad.float() * out.float()).reshape(batch, heads, d, height, width).sum(2)
-    dq = torch.empty_like(q)
-    dk = torch.empty_like(k) if k is not None else None
-    dv = torch.empty_like(v)
+    # gradients are dense in q's layout, whatever the strides of q, k, v (channel slices of one
+    # projection's output, say)
+    dq = _empty_like(q)
+    dk = _empty_like(q) if k is not None else None
+    dv = _empty_like(q)
     k_arg = k if k is not None else q
-    rel_arg = rel if rel is not None else q
-    partial = torch.zeros(
-        (batch * heads, grid[1], kernel_size**2, meta["BLOCK_D"]) if rel is not None else (1,),
+    rel_arg = _rel(rel, q)
+    q_tile = Q_TILE if tile is None and autotuning(q) else (tile or DEFAULT_TILE)
+    n_tiles = _tiles(height, width, *q_tile[:2])
+    partial = torch.empty(
+        (batch * heads, n_tiles, kernel_size**2, meta["BLOCK_D"]) if rel is not None else (1,),
         device=q.device,
         dtype=torch.float32,
     )
-    strides = (*q.stride(), *_strides(k, q), *v.stride(), *grad.stride(), *rel_strides)
-    _bwd_q_kernel[grid](
-        q,
-        k_arg,
-        v,
-        rel_arg,
-        grad,
-        lse,
-        delta,
-        dq,
-        partial,
-        *strides,
-        height,
-        width,
-        heads,
-        d,
-        grid[1],
-        **meta,
-    )
-    _bwd_kv_kernel[grid](
-        q,
-        k_arg,
-        v,
-        rel_arg,
-        grad,
-        lse,
-        delta,
-        dk if dk is not None else dq,
-        dv,
-        *strides,
-        height,
-        width,
-        heads,
-        d,
-        **meta,
-    )
+    strides = (*q.stride(), *_strides(k, q), *v.stride(), *grad.stride())
+    dims = (height, width, heads, d)
+    q_args = (q, k_arg, v, rel_arg, grad, lse, delta, dq, partial, *strides, *dq.stride())
+    q_args = (*q_args, *dims, n_tiles)
+    _launch(_bwd_q_kernel, batch * heads, height, width, q_args, meta, tile)
+    dk_arg = dk if dk is not None else dq
+    kv_args = (q, k_arg, v, rel_arg, grad, lse, delta, dk_arg, dv, *strides, *dv.stride(), *dims)
+    _launch(_bwd_kv_kernel, batch * heads, height, width, kv_args, meta, tile)
     drel = None
     if rel is not None:
-        drel = partial.reshape(batch, heads, grid[1], kernel_size**2, -1).sum((0, 2))
+        drel = partial.reshape(batch, heads, n_tiles, kernel_size**2, -1).sum((0, 2))
         drel = drel[..., :d].transpose(1, 2).to(rel.dtype)  # (heads, d, k^2)
     return dq, dk, dv, drel
 
 
 def _format(t: torch.Tensor) -> torch.memory_format:
-    if (
-        t.dim() == 4
-        and t.is_contiguous(memory_format=torch.channels_last)
-        and not t.is_contiguous()
-    ):
+    """channels_last where channels are the innermost dimension (also for a channel slice of a
+    channels-last tensor, as the fused q/k/v projection gives), else contiguous."""
+    if t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1:
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _empty_like(t: torch.Tensor) -> torch.Tensor:
+    """A dense tensor in t's layout (t may be a channel slice, which empty_like would not
+    keep channels-last)."""
+    return torch.empty(t.shape, device=t.device, dtype=t.dtype, memory_format=_format(t))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sasa_bench.kernels import window_attention
@@ -79,10 +80,16 @@ class SASA2d(nn.Module):
         table = combine_row_col(self.abs_rows, self.abs_cols, self.heads)
         return table.flatten(0, 1)
 
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """q, k (None without keys), v: one 1x1 convolution with the projections' weights
+        stacked (x is read once, one larger GEMM), split into channel slices of its output."""
+        convs = [c for c in (self.query, self.key, self.value) if c is not None]
+        qkv = F.conv2d(x, torch.cat([c.weight for c in convs]))
+        parts = qkv.split(self.query.out_channels, dim=1)
+        return parts[0], parts[1] if self.key is not None else None, parts[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.query(x)
-        v = self.value(x)
-        k = self.key(x) if self.key is not None else None
+        q, k, v = self.project(x)
         rel = None
         if self.spec.pos == "relative":
             rel = self.relative_table()
