@@ -87,16 +87,6 @@ BACKENDS: dict[str, Backend] = {
             requires="triton",
             description="fused Triton forward/backward, online softmax (interpreter on CPU)",
         ),
-        Backend(
-            "triton-tc",
-            "sasa_bench.kernels.triton_tc",
-            exact=True,
-            forward_name="forward",
-            backward_name="backward",
-            requires="triton",
-            description="Triton forward with q.k and p.v on tensor cores (diagonals gathered), "
-            "backward of `triton` (experimental: not yet timed on a GPU)",
-        ),
     )
 }
 

@@ -1,12 +1,12 @@
 """What the Triton kernels compile to on a GPU, read without one.
 
 Triton compiles ahead of time for any target: its wheel ships ptxas and nvdisasm. This module
-builds the arguments `triton_window.forward`/`backward` and `triton_tc.forward` would launch
-with at a given shape and layout (on the meta device: no memory, no GPU), specialises them as
-Triton's JIT does at launch (an integer equal to 1 becomes a constant, one divisible by 16 is
-marked so, pointers are 16-byte aligned), compiles every kernel for every tile configuration
-for sm_90 (H100/H200), and counts what the machine code holds: registers, local-memory spills,
-shared memory, global loads by width, warp shuffles, and special-function (exp) instructions.
+builds the arguments `triton_window.forward`/`backward` would launch with at a given shape and
+layout (on the meta device: no memory, no GPU), specialises them as Triton's JIT does at launch
+(an integer equal to 1 becomes a constant, one divisible by 16 is marked so, pointers are
+16-byte aligned), compiles every kernel for every tile configuration for sm_90 (H100/H200), and
+counts what the machine code holds: registers, local-memory spills, shared memory, global loads
+by width, warp shuffles, and special-function (exp) instructions.
 
 Triton's interpreter (which `sasa_bench.kernels` turns on where there is no CUDA) replaces the
 kernels by Python functions, so the compilation runs in a subprocess with the interpreter off:
@@ -75,8 +75,7 @@ class KernelCode:
     def to_dict(self) -> dict[str, object]:
         return {
             "kernel": self.kernel,
-            "tile": ("x".join(map(str, self.tile[:2])) if self.tile[0] is not None else "row of 16")
-            + f"/{self.tile[2]}w",
+            "tile": "x".join(map(str, self.tile[:2])) + f"/{self.tile[2]}w",
             "head_dim": self.head_dim,
             "layout": self.layout,
             "dtype": self.dtype,
@@ -99,28 +98,21 @@ def _tool(name: str) -> str:
 
 
 def capture_launches(q, k, v, rel, grad, kernel_size: int, heads: int) -> list[tuple]:
-    """(kernel, args, meta, tiles) of every launch of the `triton` forward and backward and the
-    `triton-tc` forward, without running any. `tiles` lists the (TILE_H, TILE_W, num_warps)
-    configurations the autotuner would time; a kernel without tiles has ((None, None, warps),)."""
-    from sasa_bench.kernels import triton_tc, triton_window
+    """(kernel, args, meta) of every launch of one forward and backward, without running any."""
+    from sasa_bench.kernels import triton_window
 
     launches = []
+    original = triton_window._launch
 
     def record(kernel, rows, height, width, args, meta, tile=None):
-        head_dim = args[kernel.arg_names.index("D")]
-        launches.append((kernel, args, meta, triton_window.candidates(kernel, head_dim)))
+        launches.append((kernel, args, meta))
 
-    def record_tc(kernel, grid, args, meta):
-        launches.append((kernel, args, meta, [(None, None, 1)]))
-
-    originals = triton_window._launch, triton_tc._launch
-    triton_window._launch, triton_tc._launch = record, record_tc
+    triton_window._launch = record
     try:
         out, lse = triton_window.forward(q, k, v, rel, kernel_size, heads)
         triton_window.backward(q, k, v, rel, out, lse, grad, kernel_size, heads)
-        triton_tc.forward(q, k, v, rel, kernel_size, heads)
     finally:
-        triton_window._launch, triton_tc._launch = originals
+        triton_window._launch = original
     return launches
 
 
@@ -129,9 +121,7 @@ def _specialise(kernel, args, meta, tile):
     from triton.compiler import ASTSource
 
     names = kernel.arg_names
-    constants = dict(meta)
-    if tile[0] is not None:
-        constants.update(TILE_H=tile[0], TILE_W=tile[1])
+    constants = {**meta, "TILE_H": tile[0], "TILE_W": tile[1]}
     signature, attrs = {}, {}
     for index, name in enumerate(names):
         if name in constants:
@@ -212,6 +202,8 @@ def inspect_kernels(
     slices of one fused projection)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SasaBenchError("Triton's interpreter is on: use inspect_in_subprocess")
+    from sasa_bench.kernels import triton_window
+
     rows = []
     for d in head_dims:
         channels = d * heads
@@ -221,10 +213,8 @@ def inspect_kernels(
         q, k, v = qkv.split(channels, dim=1)
         rel = torch.empty(heads, d, kernel_size**2, device="meta", dtype=dtype)
         grad = torch.empty_like(q)
-        for kernel, args, meta, candidates in capture_launches(
-            q, k, v, rel, grad, kernel_size, heads
-        ):
-            for tile in tiles if tiles and candidates[0][0] is not None else candidates:
+        for kernel, args, meta in capture_launches(q, k, v, rel, grad, kernel_size, heads):
+            for tile in tiles or triton_window.candidates(kernel, d):
                 code = compile_kernel(kernel, args, meta, tile, arch)
                 code.layout = "channels_last" if channels_last else "nchw"
                 code.dtype = _TYPES[dtype]
