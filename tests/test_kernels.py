@@ -197,10 +197,27 @@ def test_triton_kernels_compile_for_h100_to_vector_loads_without_spills():
     assert all(r["scalar_loads"] > 0 for r in control if r["kernel"] == "_fwd_kernel")
 
 
-@pytest.mark.parametrize("head_dim", [2, 8, 16, 32, 64, 128])
-def test_every_head_dim_has_autotune_candidates_that_fit(head_dim):
-    for kernel in (triton_window._fwd_kernel, triton_window._bwd_kv_kernel):
-        tiles = triton_window.candidates(kernel, head_dim)
-        assert tiles and all(t in triton_window.TILES for t in tiles)
-    q_tiles = triton_window.candidates(triton_window._bwd_q_kernel, head_dim)
-    assert q_tiles and all(t[:2] == triton_window.Q_TILE for t in q_tiles)
+def tuner_tiles(tuner):
+    return [(c.kwargs["TILE_H"], c.kwargs["TILE_W"], c.num_warps) for c in tuner.configs]
+
+
+@pytest.mark.parametrize("head_dim", [2, 8, 16, 32, 64, 128, 256])
+def test_the_autotuner_times_exactly_the_candidates_that_fit(head_dim):
+    """The CUDA autotuners' pruning (run here on their configs, as Triton calls it before
+    timing): at every head dim some tiles remain, and they are the candidates."""
+    for kernel, tuner in triton_window._TUNED.items():
+        kept = tuner.early_config_prune(tuner.configs, {"D": head_dim})
+        tiles = [(c.kwargs["TILE_H"], c.kwargs["TILE_W"], c.num_warps) for c in kept]
+        assert set(tiles) <= set(tuner_tiles(tuner))
+        assert tiles and tiles == triton_window.candidates(kernel, head_dim)
+        if kernel is triton_window._bwd_q_kernel:  # its grid is fixed by the d rel partials
+            assert all(t[:2] == triton_window.Q_TILE for t in tiles)
+        budget = triton_window.BUDGET[kernel.fn.__name__]
+        fitting = [t for t in tiles if triton_window.fits(t, head_dim, budget)]
+        if fitting:
+            assert fitting == tiles
+        else:  # the one nearest the range: most elements per thread if all have too few
+            assert len(tiles) == 1
+            elements = triton_window.per_thread(tiles[0], head_dim)
+            others = [triton_window.per_thread(t, head_dim) for t in tuner_tiles(tuner)]
+            assert elements == (max(others) if elements < 4 else min(others))

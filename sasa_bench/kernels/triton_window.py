@@ -63,13 +63,16 @@ Q_TILE = (8, 8)
 BUDGET = {"_fwd_kernel": 16, "_bwd_q_kernel": 16, "_bwd_kv_kernel": 8}
 
 
-def fits(tile: tuple[int, int, int], head_dim: int, budget: int) -> bool:
-    """Whether a (TILE_H, TILE_W, num_warps) tile spreads one (pixels, d) fp32 tensor over its
-    threads at 4 to `budget` elements each: fewer leaves threads computing the same pixel,
-    more spills registers."""
+def per_thread(tile: tuple[int, int, int], head_dim: int) -> float:
+    """fp32 elements of one (pixels, d) tensor per thread of a (TILE_H, TILE_W, num_warps) tile."""
     tile_h, tile_w, warps = tile
-    per_thread = tile_h * tile_w * triton.next_power_of_2(head_dim) / (32 * warps)
-    return 4 <= per_thread <= budget
+    return tile_h * tile_w * triton.next_power_of_2(head_dim) / (32 * warps)
+
+
+def fits(tile: tuple[int, int, int], head_dim: int, budget: int) -> bool:
+    """Whether the tile spreads one (pixels, d) fp32 tensor over its threads at 4 to `budget`
+    elements each: fewer leaves threads computing the same pixel, more spills registers."""
+    return 4 <= per_thread(tile, head_dim) <= budget
 
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -371,12 +374,26 @@ def _config(tile_h: int, tile_w: int, num_warps: int) -> triton.Config:
     return triton.Config({"TILE_H": tile_h, "TILE_W": tile_w}, num_warps=num_warps)
 
 
+def _name(kernel) -> str:
+    return kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__
+
+
+def _all_tiles(kernel) -> list[tuple[int, int, int]]:
+    return [(*Q_TILE, w) for w in (2, 4, 8)] if _name(kernel) == "_bwd_q_kernel" else list(TILES)
+
+
 def candidates(kernel, head_dim: int) -> list[tuple[int, int, int]]:
-    """The tiles the autotuner times for `kernel` at this head dim."""
-    name = kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__
-    tiles = [(*Q_TILE, w) for w in (2, 4, 8)] if name == "_bwd_q_kernel" else TILES
-    found = [tile for tile in tiles if fits(tile, head_dim, BUDGET[name])]
-    return found or [min(tiles, key=lambda t: t[0] * t[1] / t[2])]
+    """The tiles the autotuner times for `kernel` at this head dim; where none fits (head dims
+    outside the models' 8-64), the one nearest the range."""
+    budget = BUDGET[_name(kernel)]
+    tiles = _all_tiles(kernel)
+    found = [tile for tile in tiles if fits(tile, head_dim, budget)]
+
+    def distance(tile):
+        elements = per_thread(tile, head_dim)
+        return max(4 / elements, elements / budget)
+
+    return found or [min(tiles, key=distance)]
 
 
 def _autotuned(kernel):
@@ -385,7 +402,6 @@ def _autotuned(kernel):
     options = {}
     if "cache_results" in inspect.signature(triton.autotune).parameters:
         options["cache_results"] = True
-    tiles = {tile for d in (2, 4, 8, 16, 32, 64, 128) for tile in candidates(kernel, d)}
 
     def prune(configs, named_args, **kwargs):
         wanted = candidates(kernel, named_args.get("D", kwargs.get("D")))
@@ -393,7 +409,7 @@ def _autotuned(kernel):
             c for c in configs if (c.kwargs["TILE_H"], c.kwargs["TILE_W"], c.num_warps) in wanted
         ]
 
-    configs = [_config(*tile) for tile in sorted(tiles)]
+    configs = [_config(*tile) for tile in _all_tiles(kernel)]
     return triton.autotune(
         configs,
         key=["H", "W", "D", "sqc"],
@@ -412,7 +428,7 @@ def chosen_tiles() -> str | None:
         config = getattr(tuner, "best_config", None)
         if config is not None:
             tile = f"{config.kwargs['TILE_H']}x{config.kwargs['TILE_W']}/{config.num_warps}w"
-            found.append(f"{kernel.fn.__name__.strip('_').removesuffix('_kernel')} {tile}")
+            found.append(f"{_name(kernel).strip('_').removesuffix('_kernel')} {tile}")
     return ", ".join(found) or None
 
 
