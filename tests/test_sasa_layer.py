@@ -26,9 +26,10 @@ def eq3_loop(layer: SASA2d, x: torch.Tensor) -> torch.Tensor:
     spec, heads, size = layer.spec, layer.heads, layer.kernel_size
     x = x[0]
     _, height, width = x.shape
-    project = lambda conv: torch.einsum("oc,chw->ohw", conv.weight[:, :, 0, 0], x)  # noqa: E731
-    q, v = project(layer.query), project(layer.value)
-    k = project(layer.key) if layer.key is not None else None
+    project = lambda w: torch.einsum("oc,chw->ohw", w, x)  # noqa: E731
+    wq, wk, wv = layer.projection_weights()
+    q, v = project(wq), project(wv)
+    k = project(wk) if wk is not None else None
     channels = q.shape[0]
     d = channels // heads
     out = torch.zeros_like(q)

@@ -144,9 +144,9 @@ def _ptflops_module_hooks() -> dict[type, Callable]:
 
     def sasa_hook(module: SASA2d, inputs, output):
         batch, _, height, width = inputs[0].shape
-        q_shape = (batch, module.value.out_channels, height, width)
+        q_shape = (batch, module.out_channels, height, width)
         module.__flops__ += convs_macs(module, q_shape) + window_attention_macs(
-            q_shape, module.key is not None, module.spec.pos == "relative", module.kernel_size
+            q_shape, module.spec.uses_keys, module.spec.pos == "relative", module.kernel_size
         )
 
     def block_hook(module: BlockAttention2d, inputs, output):

@@ -1,7 +1,8 @@
 """The SASA layer (Eq. 3), paper-faithful, and its analytic cost.
 
 - q, k, v: dense 1x1 projections d_in -> d_out without bias, split into heads afterwards (dense
-  projections are what give the paper's 18.0 M parameters for SASA ResNet-50).
+  projections are what give the paper's 18.0 M parameters for SASA ResNet-50). They are stored
+  and run as one convolution with 3 x d_out (2 x d_out without keys) output channels.
 - Logits q.k + q.r over the centred k x k window; the border is zero-padded.
 - r: a row-offset and a column-offset embedding of d_out/2 each, concatenated. Each head holds
   d/2 channels of each (channels are rounded to a multiple of 2 x heads for this).
@@ -17,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sasa_bench.kernels import window_attention
@@ -52,11 +52,11 @@ class SASA2d(nn.Module):
         self.spec = attention
         self.heads = attention.heads
         self.kernel_size = attention.kernel_size
-        self.query = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.key = (
-            nn.Conv2d(in_channels, out_channels, 1, bias=False) if attention.uses_keys else None
-        )
-        self.value = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.out_channels = out_channels
+        # q, (k,) v: one 1x1 convolution with the projections' filters stacked, so that x is read
+        # once and the three products are one GEMM; q, k, v are channel slices of its output
+        projections = 3 if attention.uses_keys else 2
+        self.qkv = nn.Conv2d(in_channels, projections * out_channels, 1, bias=False)
         half = out_channels // 2
         std = (out_channels // self.heads) ** -0.5
         if attention.pos == "relative":
@@ -80,13 +80,15 @@ class SASA2d(nn.Module):
         table = combine_row_col(self.abs_rows, self.abs_cols, self.heads)
         return table.flatten(0, 1)
 
+    def projection_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The (out, in) matrices of the q, k (None without keys) and v projections."""
+        parts = self.qkv.weight[:, :, 0, 0].split(self.out_channels)
+        return parts[0], parts[1] if self.spec.uses_keys else None, parts[-1]
+
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """q, k (None without keys), v: one 1x1 convolution with the projections' weights
-        stacked (x is read once, one larger GEMM), split into channel slices of its output."""
-        convs = [c for c in (self.query, self.key, self.value) if c is not None]
-        qkv = F.conv2d(x, torch.cat([c.weight for c in convs]))
-        parts = qkv.split(self.query.out_channels, dim=1)
-        return parts[0], parts[1] if self.key is not None else None, parts[-1]
+        """q, k (None without keys), v: channel slices of the one projection's output."""
+        parts = self.qkv(x).split(self.out_channels, dim=1)
+        return parts[0], parts[1] if self.spec.uses_keys else None, parts[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.project(x)
