@@ -221,3 +221,35 @@ def test_the_autotuner_times_exactly_the_candidates_that_fit(head_dim):
             elements = triton_window.per_thread(tiles[0], head_dim)
             others = [triton_window.per_thread(t, head_dim) for t in tuner_tiles(tuner)]
             assert elements == (max(others) if elements < 4 else min(others))
+
+
+def test_flex_retries_smaller_blocks_where_a_config_does_not_fit_shared_memory(monkeypatch):
+    """The compiled FlexAttention can fail to find a kernel configuration that fits shared
+    memory: the next, smaller, kernel options are tried, and the one that worked is kept."""
+    from sasa_bench.kernels import flex
+
+    tried = []
+
+    def fake_flex(*args, kernel_options=None, **kwargs):
+        tried.append(kernel_options)
+        if kernel_options is None:
+            raise RuntimeError("No valid triton configs. OutOfResources: out of resource: shared")
+        return "out", "lse"
+
+    monkeypatch.setattr(flex, "_WORKING_OPTIONS", {})
+    assert flex._run(fake_flex, "shape") == ("out", "lse")
+    assert tried == [None, flex.KERNEL_OPTIONS[1]]
+    assert flex._run(fake_flex, "shape") == ("out", "lse")  # remembered: no second failure
+    assert tried[2:] == [flex.KERNEL_OPTIONS[1]]
+
+    def broken(*args, kernel_options=None, **kwargs):
+        raise ValueError("a bug, not a resource limit")
+
+    with pytest.raises(ValueError, match="a bug"):  # other errors are not swallowed
+        flex._run(broken, "other")
+
+    def never_fits(*args, kernel_options=None, **kwargs):
+        raise RuntimeError("out of resource: shared memory")
+
+    with pytest.raises(RuntimeError, match="shared memory"):  # the last options' error stands
+        flex._run(never_fits, "third")

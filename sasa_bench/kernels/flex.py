@@ -6,7 +6,9 @@ and offset (B, heads, H*W, k^2) and read by the score_mod. On CUDA flex_attentio
 (its kernels need a head dim of at least 16: smaller heads are zero-padded, which changes no
 dot product); elsewhere it runs eagerly, materialising the scores (small shapes only).
 Compiled kernels are specialised per shape; the dynamo recompile limit is raised so the many
-layer shapes of a network do not fall back to eager.
+layer shapes of a network do not fall back to eager. Where the compiled kernel's default
+configuration does not fit the GPU's shared memory, smaller blocks are tried in turn
+(`KERNEL_OPTIONS`), and the first that compiles is kept for that shape.
 """
 
 from __future__ import annotations
@@ -18,6 +20,45 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import _disable_current_modes
 
 MIN_COMPILED_HEAD_DIM = 16
+#: FlexAttention kernel options tried in turn, where a configuration does not fit shared memory
+KERNEL_OPTIONS = (
+    None,
+    {"BLOCK_M": 64, "BLOCK_N": 64, "num_stages": 1},
+    {"BLOCK_M": 32, "BLOCK_N": 32, "num_stages": 1},
+)
+_WORKING_OPTIONS: dict[tuple, int] = {}  # shape and dtype -> index into KERNEL_OPTIONS
+
+
+def _out_of_shared_memory(error: Exception) -> bool:
+    text = f"{type(error).__name__}: {error}".lower()
+    return any(
+        sign in text
+        for sign in ("outofresources", "out of resource", "shared memory", "no valid triton config")
+    )
+
+
+def _lse_request() -> dict:
+    """Ask for the log-sum-exp as this torch's FlexAttention wants (return_lse is deprecated)."""
+    try:
+        from torch.nn.attention.flex_attention import AuxRequest
+    except ImportError:
+        return {"return_lse": True}
+    return {"return_aux": AuxRequest(lse=True)}
+
+
+def _run(flex, key: tuple, *args, **kwargs):
+    """flex(*args, **kwargs) with the first kernel options that fit, remembered per `key`."""
+    first = _WORKING_OPTIONS.get(key, 0)
+    for index in range(first, len(KERNEL_OPTIONS)):
+        try:
+            out, aux = flex(*args, kernel_options=KERNEL_OPTIONS[index], **kwargs, **_lse_request())
+        except Exception as error:
+            if not _out_of_shared_memory(error) or index == len(KERNEL_OPTIONS) - 1:
+                raise
+            continue
+        _WORKING_OPTIONS[key] = index
+        return out, getattr(aux, "lse", aux)
+    raise AssertionError("unreachable")
 
 
 @functools.cache
@@ -86,8 +127,16 @@ def attention(q, k, v, rel, kernel_size: int, heads: int):
     # is the one sasa_bench op, and flex's vmap-based mask and eager paths fail under such modes.
     with _disable_current_modes():
         mask = _block_mask(height, width, kernel_size, str(q.device))
-        out, lse = _flex_attention(q.device.type)(
-            qt, kt, vt, score_mod=score_mod, block_mask=mask, scale=1.0, return_lse=True
+        key = (tuple(qt.shape), kernel_size, qt.dtype, str(q.device), rel is not None)
+        out, lse = _run(
+            _flex_attention(q.device.type),
+            key,
+            qt,
+            kt,
+            vt,
+            score_mod=score_mod,
+            block_mask=mask,
+            scale=1.0,
         )
     out = out[..., :d].transpose(-1, -2).reshape(batch, channels, height, width)
     return out, lse.reshape(batch, heads, height, width).float()
