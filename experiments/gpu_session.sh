@@ -8,22 +8,24 @@
 # 2. the kernels at ResNet-50's stage shapes beside a cuDNN 3x3 conv, with the memory floor and
 #    the tiles the autotuner chose (table, and JSON in $OUT);
 # 3. ResNet-50 against SASA ResNet-50 with the Triton backend (bf16, channels-last, batch 64),
-#    inference and training, and the issue's targets as measured ratios.
+#    inference and training, and the issue's targets as measured ratios;
+# 4. FlexAttention's check and bench, last (its compilation is slow).
 # Each step's output is kept in $OUT whatever the next step does.
 set -uo pipefail
 OUT=${OUT:-reports/gpu}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export COLUMNS=220 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 cli() { python3 -c 'import sys; from sasa_bench.cli import main; sys.exit(main())' "$@"; }
 
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
+# at most 8 files come back from a lent machine: check.txt, kernels.json, kernels.txt,
+# models.txt and gpu_bench.py's three
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,power.limit --format=csv | tee "$OUT/check.txt"
 # the default tile (no autotuning: a few compiles per shape); every tile's logic is tested on CPU
-SASA_TRITON_AUTOTUNE=0 cli kernels --check --device cuda --dtype fp32,bf16,fp16 2>&1 |
-    tee "$OUT/check.txt"
-# flex is left out: FlexAttention compiles for minutes; add it with --impl when time allows
+SASA_TRITON_AUTOTUNE=0 cli kernels --check --device cuda --impl reference,unfold,triton \
+    --dtype fp32,bf16,fp16 2>&1 | tee -a "$OUT/check.txt"
 cli kernels --bench --device cuda --impl reference,unfold,triton --json \
-    >"$OUT/kernels.json" 2>"$OUT/kernels.err"
-python3 - "$OUT/kernels.json" <<'PY'
+    >"$OUT/kernels.json" 2>"$OUT/kernels.txt"
+python3 - "$OUT/kernels.json" <<'PY' | tee -a "$OUT/kernels.txt"
 import json, sys
 report = json.load(open(sys.argv[1]))
 print(f"copy bandwidth {report['copy_gb_per_s']:.0f} GB/s")
@@ -36,3 +38,6 @@ for r in report["rows"]:
 PY
 python3 experiments/gpu_bench.py --out-dir "$OUT" --iters 30 --warmup 5 --attn-impl triton \
     2>&1 | tee "$OUT/models.txt"
+# last, as time allows: FlexAttention compiles for minutes (a kill here loses nothing above)
+cli kernels --check --device cuda --impl flex --dtype bf16 2>&1 | tee -a "$OUT/check.txt"
+cli kernels --bench --device cuda --impl flex,triton 2>&1 | tee -a "$OUT/kernels.txt"
