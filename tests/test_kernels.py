@@ -211,7 +211,7 @@ def test_the_autotuner_times_exactly_the_candidates_that_fit(head_dim):
         assert set(tiles) <= set(tuner_tiles(tuner))
         assert tiles and tiles == triton_window.candidates(kernel, head_dim)
         if kernel is triton_window._bwd_q_kernel:  # its grid is fixed by the d rel partials
-            assert all(t[:2] == triton_window.Q_TILE for t in tiles)
+            assert all(t[:2] == triton_window.q_tile(head_dim) for t in tiles)
         budget = triton_window.BUDGET[kernel.fn.__name__]
         fitting = [t for t in tiles if triton_window.fits(t, head_dim, budget)]
         if fitting:

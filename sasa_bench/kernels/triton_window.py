@@ -17,9 +17,9 @@ per feature-map shape, head dim and layout (the first call at a new shape times 
 that fits the registers; SASA_TRITON_AUTOTUNE=0 skips this); the candidates include the 1 x 64
 raster tile of the first version of this kernel.
 
-Backward, without atomics: a query-centric kernel computes dq and per-tile partial sums of the
-relative-embedding gradient; a key-centric kernel computes dk and dv by visiting, for each key,
-the k^2 queries whose window holds it.
+Backward, without atomics: a query-centric kernel computes delta = do . out per query, dq, and
+per-tile partial sums of the relative-embedding gradient; then a key-centric kernel computes dk
+and dv by visiting, for each key, the k^2 queries whose window holds it.
 
 Tensors are (B, C, H, W) with any strides (NCHW or channels-last); head h owns channels
 [h*d, (h+1)*d). Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
@@ -55,8 +55,9 @@ TILES = (
 )
 #: the one configuration used where there is no autotuning (Triton's interpreter on CPU)
 DEFAULT_TILE = (8, 8, 4)
-#: the query-side backward's tile: its per-tile embedding partials fix the grid (warps are tuned)
-Q_TILE = (8, 8)
+#: the query-side backward's tiles, largest first: its per-tile embedding partials fix the grid,
+#: so the tile follows the head dim (`q_tile`) and only the warps are tuned
+Q_TILES = ((16, 16), (8, 16), (8, 8), (4, 8))
 #: most fp32 elements of one (pixels, d) tensor per thread before registers spill (read off the
 #: sm_90 machine code, `sasa-bench kernels --sass`): the backward keys/values kernel holds four
 #: such tensors, the others two or three
@@ -196,6 +197,7 @@ def _bwd_q_kernel(
     V,
     R,
     DO,
+    OUT,
     LSE,
     DELTA,
     DQ,
@@ -216,6 +218,10 @@ def _bwd_q_kernel(
     sdc,
     sdh,
     sdw,
+    sob,
+    soc,
+    soh,
+    sow,
     sgb,
     sgc,
     sgh,
@@ -245,7 +251,9 @@ def _bwd_q_kernel(
     do = _load_pixels(DO, b, c, y, x, qmask, sdb, sdc, sdh, sdw)
     pix = pid_bh * H * W + y * W + x
     lse = tl.load(LSE + pix, mask=valid, other=0.0) * LOG2E  # base 2, as the logits below
-    delta = tl.load(DELTA + pix, mask=valid, other=0.0)
+    # delta = do . out per query, for this kernel and (through DELTA) the key-side one after it
+    delta = tl.sum(do * _load_pixels(OUT, b, c, y, x, qmask, sob, soc, soh, sow), axis=1)
+    tl.store(DELTA + pix, delta, mask=valid)
     q2 = q * LOG2E
     k_ptr = K + b * skb + c[None, :] * skc + y[:, None] * skh + x[:, None] * skw
     v_ptr = V + b * svb + c[None, :] * svc + y[:, None] * svh + x[:, None] * svw
@@ -378,15 +386,29 @@ def _name(kernel) -> str:
     return kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__
 
 
-def _all_tiles(kernel) -> list[tuple[int, int, int]]:
-    return [(*Q_TILE, w) for w in (2, 4, 8)] if _name(kernel) == "_bwd_q_kernel" else list(TILES)
+def q_tile(head_dim: int) -> tuple[int, int]:
+    """The query-side backward's tile at this head dim: the largest that 8 warps hold at <= 16
+    elements per thread. Its d rel reduction runs per tile and offset, so two pixels per thread
+    halve its cost per pixel (about 25-30% fewer instructions per query and offset at d = 8 and
+    16 than 8x8 tiles, read off the sm_90 code) and the partials shrink with the tile count."""
+    for tile in Q_TILES:
+        if per_thread((*tile, 8), head_dim) <= 16:
+            return tile
+    return Q_TILES[-1]
+
+
+def _all_tiles(kernel, head_dim: int | None = None) -> list[tuple[int, int, int]]:
+    if _name(kernel) != "_bwd_q_kernel":
+        return list(TILES)
+    shapes = Q_TILES if head_dim is None else (q_tile(head_dim),)
+    return [(*shape, w) for shape in shapes for w in (2, 4, 8)]
 
 
 def candidates(kernel, head_dim: int) -> list[tuple[int, int, int]]:
     """The tiles the autotuner times for `kernel` at this head dim; where none fits (head dims
     outside the models' 8-64), the one nearest the range."""
     budget = BUDGET[_name(kernel)]
-    tiles = _all_tiles(kernel)
+    tiles = _all_tiles(kernel, head_dim)
     found = [tile for tile in tiles if fits(tile, head_dim, budget)]
 
     def distance(tile):
@@ -506,7 +528,7 @@ def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, tile=No
     d = channels // heads
     meta = _meta(k, rel, kernel_size, d)
     grad = grad.contiguous(memory_format=_format(q))
-    delta = (grad.float() * out.float()).reshape(batch, heads, d, height, width).sum(2)
+    delta = torch.empty_like(lse)  # written by the query-side kernel, read by the key-side one
     # gradients are dense in q's layout, whatever the strides of q, k, v (channel slices of one
     # projection's output, say)
     dq = _empty_like(q)
@@ -514,8 +536,8 @@ def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, tile=No
     dv = _empty_like(q)
     k_arg = k if k is not None else q
     rel_arg = _rel(rel, q)
-    q_tile = Q_TILE if tile is None and autotuning(q) else (tile or DEFAULT_TILE)
-    n_tiles = _tiles(height, width, *q_tile[:2])
+    q_shape = q_tile(d) if tile is None and autotuning(q) else (tile or DEFAULT_TILE)[:2]
+    n_tiles = _tiles(height, width, *q_shape)
     partial = torch.empty(
         (batch * heads, n_tiles, kernel_size**2, meta["BLOCK_D"]) if rel is not None else (1,),
         device=q.device,
@@ -523,8 +545,8 @@ def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, tile=No
     )
     strides = (*q.stride(), *_strides(k, q), *v.stride(), *grad.stride())
     dims = (height, width, heads, d)
-    q_args = (q, k_arg, v, rel_arg, grad, lse, delta, dq, partial, *strides, *dq.stride())
-    q_args = (*q_args, *dims, n_tiles)
+    q_args = (q, k_arg, v, rel_arg, grad, out, lse, delta, dq, partial, *strides, *out.stride())
+    q_args = (*q_args, *dq.stride(), *dims, n_tiles)
     _launch(_bwd_q_kernel, batch * heads, height, width, q_args, meta, tile)
     dk_arg = dk if dk is not None else dq
     kv_args = (q, k_arg, v, rel_arg, grad, lse, delta, dk_arg, dv, *strides, *dv.stride(), *dims)
