@@ -125,6 +125,8 @@ def test_kernels_list_and_bench_on_cpu(capsys):
         (["kernels", "--check", "--dtype", "fp8"], "unknown dtype 'fp8'"),
         (["kernels", "--bench", "--device", "cuda"], "sees no CUDA device"),
         (["kernels", "--bench", "--device", "tpu"], "device 'tpu'"),
+        (["kernels", "--sass", "--head-dims", "8,x"], "--head-dims takes integers"),
+        (["kernels", "--sass", "--dtype", "fp32,bf16"], "--sass takes one --dtype"),
     ],
 )
 def test_kernels_bad_input(capsys, argv, message):
