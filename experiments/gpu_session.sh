@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check of the kernels issue in one call, for a session lent a GPU (about 6-9 minutes
-# on an H100, compile and autotune included). From the repository root, no install needed:
+# Every GPU check of the kernels issue in one call, for a session lent a GPU (estimated at 6-9
+# minutes on an H100, compile and autotune included; not yet run on one). From the repository
+# root, no install needed:
 #
 #     OUT=/path/to/results bash experiments/gpu_session.sh
 #

@@ -189,6 +189,15 @@ def test_eval_refuses_another_model_or_data(tmp_path, capsys):
     assert main(missing) == 2 and "no checkpoint" in capsys.readouterr().err
     ema = ["eval", *base, "--checkpoint", str(out / "checkpoint.pt"), "--weights", "ema"]
     assert main(ema) == 2 and "no EMA weights" in capsys.readouterr().err
+    # weights under other names (as SASA checkpoints from before the fused qkv projection)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"]["old." + name] = state["model"].pop(name)
+    torch.save(state, tmp_path / "renamed.pt")
+    renamed = ["eval", *base, "--checkpoint", str(tmp_path / "renamed.pt")]
+    assert main(renamed) == 2
+    err = capsys.readouterr().err
+    assert "holds weights this model cannot take" in err and f"missing ['{name}']" in err
 
 
 def test_diverging_loss_is_a_failed_record(tmp_path):

@@ -60,6 +60,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path | str) -> None:
+    """`module.load_state_dict(weights)`, with a one-line error where the names or shapes are
+    another model's (or another sasa_bench version's: SASA layers hold one `qkv` projection
+    since the kernels issue; earlier checkpoints had query/key/value)."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as error:
+        missing, unexpected = (
+            module.state_dict().keys() - weights,
+            weights.keys() - module.state_dict(),
+        )
+        detail = (
+            f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            if missing or unexpected
+            else str(error).strip().splitlines()[-1].strip()
+        )
+        raise CheckpointError(f"{path} holds weights this model cannot take: {detail}") from None
+
+
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch CPU and CUDA generator states, as plain values and tensors."""
     kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)

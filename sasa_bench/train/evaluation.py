@@ -8,7 +8,7 @@ from sasa_bench.errors import SasaBenchError, SpecError
 from sasa_bench.models.registry import NamedModel, canonical_name, parse_model
 from sasa_bench.models.resnet import plan_blocks
 from sasa_bench.results import Record, append_record, environment
-from sasa_bench.train.checkpoint import CheckpointError, load_checkpoint
+from sasa_bench.train.checkpoint import CheckpointError, load_checkpoint, load_weights
 from sasa_bench.train.datasets import Dataset
 from sasa_bench.train.distributed import close_world, init_world
 from sasa_bench.train.loaders import make_loader
@@ -74,7 +74,7 @@ def evaluate_checkpoint(
     try:
         step = Step(world, amp, channels_last)
         network = place_model(named.spec, step, attn_impl=attn_impl)
-        network.load_state_dict(state["ema" if weights == "ema" else "model"])
+        load_weights(network, state["ema" if weights == "ema" else "model"], path)
         loader = make_loader(
             dataset, train=False, resolution=named.spec.resolution,
             batch_size=batch_size * world.size,

@@ -156,7 +156,7 @@ class _Run:
             raise SasaBenchError(
                 f"--resume with other settings than the checkpoint's: {'; '.join(changed)}"
             )
-        self.model.load_state_dict(state["model"])
+        ckpt.load_weights(self.model, state["model"], self.folder.checkpoint)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
