@@ -193,8 +193,13 @@ def test_triton_kernels_compile_for_h100_to_vector_loads_without_spills():
     assert all(r["scalar_loads"] == 0 for r in rows)
     forward = [r for r in rows if r["kernel"] == "_fwd_kernel"]
     assert all(r["spill_bytes"] == 0 for r in forward)
-    for d in (8, 64):  # some tile gives each thread whole 16-byte pixels
+    for d, most in ((8, 4.0), (64, 30.0)):
+        # some tile gives each thread whole 16-byte pixels
         assert max(r["widest_load_bits"] for r in forward if r["head_dim"] == d) == 128
+        # and the window loop's issue cost per pixel and offset stays where this kernel put it
+        # (2.7 and 21 warp instructions; the first kernel's scalar-load layout cost 17.6 at d = 8)
+        costs = [r["warp_instructions_per_pixel_offset"] for r in forward if r["head_dim"] == d]
+        assert all(cost > 0 for cost in costs) and min(costs) <= most
     control = inspect_in_subprocess((8,), channels_last=False)
     assert all(r["scalar_loads"] > 0 for r in control if r["kernel"] == "_fwd_kernel")
 

@@ -246,10 +246,11 @@ def _run_sass(args: argparse.Namespace) -> int:
         return 0
     table = Table(
         title="Triton kernels compiled for sm_90, channels-last q/k/v (static counts of the "
-        "machine code; the unrolled row of k offsets appears once)"
+        "machine code; the unrolled row of k offsets appears once; the last column is the "
+        "window loop's issue cost, one warp instruction per clock per SM sub-partition)"
     )
     headers = ("kernel", "d", "tile", "regs", "spill B", "smem B", "widest load")
-    for header in (*headers, *FAMILIES, "scalar loads"):
+    for header in (*headers, *FAMILIES, "scalar loads", "loop warp instr / pixel / offset"):
         table.add_column(header, justify="left" if header in ("kernel", "tile") else "right")
     for r in rows:
         table.add_row(
@@ -262,6 +263,7 @@ def _run_sass(args: argparse.Namespace) -> int:
             f"{r['widest_load_bits']} bit",
             *(str(r[f]) for f in FAMILIES),
             str(r["scalar_loads"]),
+            _f(r["warp_instructions_per_pixel_offset"], 2),
         )
     console().print(table)
     return 0

@@ -50,6 +50,18 @@ class KernelCode:
     shared_bytes: int
     local_bytes: int
     instructions: dict[str, int] = field(default_factory=dict)  # opcode with modifiers -> count
+    loop_instructions: int = 0  # in the window-row loop's body (one row of k offsets)
+    offsets_per_iteration: int = 1  # offsets of the window that body covers
+
+    @property
+    def warp_instructions_per_pixel_offset(self) -> float | None:
+        """The loop's warp instructions per pixel and window offset: the instruction-issue cost
+        of the kernel's main work (each SM sub-partition issues one warp instruction a clock).
+        None where no loop was found."""
+        if not self.loop_instructions:
+            return None
+        tile_h, tile_w, warps = self.tile
+        return self.loop_instructions * warps / (tile_h * tile_w * self.offsets_per_iteration)
 
     def family(self, name: str) -> int:
         return sum(n for op, n in self.instructions.items() if op.split(".")[0] == name)
@@ -85,6 +97,8 @@ class KernelCode:
             **{family: self.family(family) for family in FAMILIES},
             "scalar_loads": self.scalar_global_loads,
             "widest_load_bits": self.widest_load_bits,
+            "loop_instructions": self.loop_instructions,
+            "warp_instructions_per_pixel_offset": self.warp_instructions_per_pixel_offset,
         }
 
 
@@ -158,6 +172,27 @@ def _read_machine_code(cubin: bytes) -> tuple[str, str]:
     return sass, usage
 
 
+def loop_body_size(sass: str) -> int:
+    """Instructions of the largest loop body in disassembled SASS: from a label to the last
+    branch back to it (0 if there is no backward branch)."""
+    lines = sass.splitlines()
+    labels = {}
+    largest = 0
+    count = 0  # instructions so far
+    for line in lines:
+        label = re.match(r"^(\.L_x_\d+):", line)
+        if label:
+            labels[label.group(1)] = count
+            continue
+        if not re.search(r"/\*[0-9a-f]{4,}\*/", line):
+            continue
+        count += 1
+        branch = re.search(r"\bBRA\b.*`\((\.L_x_\d+)\)", line)
+        if branch and branch.group(1) in labels:  # a backward branch: a loop
+            largest = max(largest, count - labels[branch.group(1)])
+    return largest
+
+
 def compile_kernel(kernel, args, meta, tile, arch: int = 90) -> KernelCode:
     import triton
     from triton.backends.compiler import GPUTarget
@@ -183,6 +218,8 @@ def compile_kernel(kernel, args, meta, tile, arch: int = 90) -> KernelCode:
         shared_bytes=shared,
         local_bytes=local,
         instructions=dict(collections.Counter(opcodes)),
+        loop_instructions=loop_body_size(sass),
+        offsets_per_iteration=meta["KS"],  # window rows loop, columns unrolled
     )
 
 
