@@ -230,13 +230,11 @@ def inspect_kernels(
     kernel_size: int = 7,
     dtype: torch.dtype = torch.bfloat16,
     channels_last: bool = True,
-    tiles=None,
     arch: int = 90,
-    progress=None,
 ) -> list[KernelCode]:
     """Compile the forward and both backward kernels for sm_`arch` at each head dim, for each
-    tile the autotuner would time (or `tiles`), with the q/k/v layout the models give (channel
-    slices of one fused projection)."""
+    tile the autotuner would time, with the q/k/v layout the models give (channel slices of one
+    fused projection)."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SasaBenchError("Triton's interpreter is on: use inspect_in_subprocess")
     from sasa_bench.kernels import triton_window
@@ -251,13 +249,11 @@ def inspect_kernels(
         rel = torch.empty(heads, d, kernel_size**2, device="meta", dtype=dtype)
         grad = torch.empty_like(q)
         for kernel, args, meta in capture_launches(q, k, v, rel, grad, kernel_size, heads):
-            for tile in tiles or triton_window.candidates(kernel, d):
+            for tile in triton_window.candidates(kernel, d):
                 code = compile_kernel(kernel, args, meta, tile, arch)
                 code.layout = "channels_last" if channels_last else "nchw"
                 code.dtype = _TYPES[dtype]
                 rows.append(code)
-                if progress is not None:
-                    progress()
     return rows
 
 
