@@ -181,8 +181,9 @@ def _has_ptxas() -> bool:
 def test_triton_kernels_compile_for_h100_to_vector_loads_without_spills():
     """The machine code the GPU would run, compiled here for sm_90: in the models' layout
     (channels-last slices, bf16) every tile the autotuner may time loads whole 16-byte vectors
-    (no 2-byte scalar loads), and the forward never spills. The NCHW layout, where a pixel's
-    channels are far apart, is the control: there the same counter finds scalar loads."""
+    (no 2-byte scalar loads), the forward does not spill, and its window loop's issue cost is
+    bounded. The NCHW layout, where a pixel's channels are far apart, is the control: there the
+    same counter finds scalar loads."""
     from sasa_bench.kernels.sass import inspect_in_subprocess
 
     rows = inspect_in_subprocess((8, 64))
