@@ -37,6 +37,7 @@ def _out_of_shared_memory(error: Exception) -> bool:
     )
 
 
+@functools.cache
 def _lse_request() -> dict:
     """Ask for the log-sum-exp as this torch's FlexAttention wants (return_lse is deprecated)."""
     try:
@@ -48,17 +49,17 @@ def _lse_request() -> dict:
 
 def _run(flex, key: tuple, *args, **kwargs):
     """flex(*args, **kwargs) with the first kernel options that fit, remembered per `key`."""
-    first = _WORKING_OPTIONS.get(key, 0)
-    for index in range(first, len(KERNEL_OPTIONS)):
+    index = _WORKING_OPTIONS.get(key, 0)
+    while True:
         try:
             out, aux = flex(*args, kernel_options=KERNEL_OPTIONS[index], **kwargs, **_lse_request())
+            break
         except Exception as error:
-            if not _out_of_shared_memory(error) or index == len(KERNEL_OPTIONS) - 1:
+            if not _out_of_shared_memory(error) or index + 1 == len(KERNEL_OPTIONS):
                 raise
-            continue
-        _WORKING_OPTIONS[key] = index
-        return out, getattr(aux, "lse", aux)
-    raise AssertionError("unreachable")
+            index += 1
+    _WORKING_OPTIONS[key] = index
+    return out, getattr(aux, "lse", aux)
 
 
 @functools.cache

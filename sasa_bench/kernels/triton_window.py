@@ -91,10 +91,26 @@ def _tile_pixels(tile, H, W, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
 
 
 @triton.jit
+def _program(H, W, HEADS, D: tl.constexpr, BLOCK_D, TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    """This program's (image, head) row, image b, head h, tile pixels (y, x, valid), and its
+    head's channels c with their mask."""
+    pid_bh = tl.program_id(0)
+    y, x, valid = _tile_pixels(tl.program_id(1), H, W, TILE_H, TILE_W)
+    dd = tl.arange(0, BLOCK_D)
+    h = pid_bh % HEADS
+    return pid_bh, pid_bh // HEADS, h, y, x, valid, dd, dd < D, h * D + dd
+
+
+@triton.jit
+def _pixels(ptr, b, c, y, x, sb, sc, sh, sw):
+    """(TILE_H * TILE_W, BLOCK_D) pointers to the pixels (y, x), channels c, of image b."""
+    return ptr + b * sb + c[None, :] * sc + y[:, None] * sh + x[:, None] * sw
+
+
+@triton.jit
 def _load_pixels(ptr, b, c, y, x, mask, sb, sc, sh, sw):
     """(TILE_H * TILE_W, BLOCK_D) vectors of the pixels (y, x), channels c; zero where masked."""
-    offs = b * sb + c[None, :] * sc + y[:, None] * sh + x[:, None] * sw
-    return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return tl.load(_pixels(ptr, b, c, y, x, sb, sc, sh, sw), mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -144,18 +160,12 @@ def _fwd_kernel(
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    b = pid_bh // HEADS
-    h = pid_bh % HEADS
-    y, x, valid = _tile_pixels(tl.program_id(1), H, W, TILE_H, TILE_W)
-    dd = tl.arange(0, BLOCK_D)
-    dmask = dd < D
-    c = h * D + dd
+    pid_bh, b, h, y, x, valid, dd, dmask, c = _program(H, W, HEADS, D, BLOCK_D, TILE_H, TILE_W)
     # logits in base 2 (exp2 is the hardware's exponential): q scaled by log2(e) once
     q = _load_pixels(Q, b, c, y, x, valid[:, None] & dmask[None, :], sqb, sqc, sqh, sqw) * LOG2E
     # each offset's key/value pointers are the query pixel's plus one scalar per offset
-    k_ptr = K + b * skb + c[None, :] * skc + y[:, None] * skh + x[:, None] * skw
-    v_ptr = V + b * svb + c[None, :] * svc + y[:, None] * svh + x[:, None] * svw
+    k_ptr = _pixels(K, b, c, y, x, skb, skc, skh, skw)
+    v_ptr = _pixels(V, b, c, y, x, svb, svc, svh, svw)
     r_ptr = R + h * KS * KS * D + dd
     m = tl.full([TILE_H * TILE_W], float("-inf"), tl.float32)
     l_sum = tl.zeros([TILE_H * TILE_W], tl.float32)
@@ -184,8 +194,8 @@ def _fwd_kernel(
             acc = acc * alpha[:, None] + p[:, None] * v
             m = m_new
     out = acc / l_sum[:, None]
-    offs = b * sob + c[None, :] * soc + y[:, None] * soh + x[:, None] * sow
-    tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=valid[:, None] & dmask[None, :])
+    o_ptr = _pixels(OUT, b, c, y, x, sob, soc, soh, sow)
+    tl.store(o_ptr, out.to(OUT.dtype.element_ty), mask=valid[:, None] & dmask[None, :])
     lse = (m + tl.log2(l_sum)) * LN2  # back to natural log for the backward
     tl.store(LSE + pid_bh * H * W + y * W + x, lse, mask=valid)
 
@@ -238,14 +248,8 @@ def _bwd_q_kernel(
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
+    pid_bh, b, h, y, x, valid, dd, dmask, c = _program(H, W, HEADS, D, BLOCK_D, TILE_H, TILE_W)
     tile = tl.program_id(1)
-    b = pid_bh // HEADS
-    h = pid_bh % HEADS
-    y, x, valid = _tile_pixels(tile, H, W, TILE_H, TILE_W)
-    dd = tl.arange(0, BLOCK_D)
-    dmask = dd < D
-    c = h * D + dd
     qmask = valid[:, None] & dmask[None, :]
     q = _load_pixels(Q, b, c, y, x, qmask, sqb, sqc, sqh, sqw)
     do = _load_pixels(DO, b, c, y, x, qmask, sdb, sdc, sdh, sdw)
@@ -255,8 +259,8 @@ def _bwd_q_kernel(
     delta = tl.sum(do * _load_pixels(OUT, b, c, y, x, qmask, sob, soc, soh, sow), axis=1)
     tl.store(DELTA + pix, delta, mask=valid)
     q2 = q * LOG2E
-    k_ptr = K + b * skb + c[None, :] * skc + y[:, None] * skh + x[:, None] * skw
-    v_ptr = V + b * svb + c[None, :] * svc + y[:, None] * svh + x[:, None] * svw
+    k_ptr = _pixels(K, b, c, y, x, skb, skc, skh, skw)
+    v_ptr = _pixels(V, b, c, y, x, svb, svc, svh, svw)
     r_ptr = R + h * KS * KS * D + dd
     dr_ptr = DR + (pid_bh * N_TILES + tile) * KS * KS * BLOCK_D + dd
     dq = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
@@ -281,8 +285,7 @@ def _bwd_q_kernel(
             dq += ds[:, None] * key
             if HAS_REL:
                 tl.store(dr_ptr + (dy * KS + dx) * BLOCK_D, tl.sum(ds[:, None] * q, axis=0))
-    offs = b * sgb + c[None, :] * sgc + y[:, None] * sgh + x[:, None] * sgw
-    tl.store(DQ + offs, dq.to(DQ.dtype.element_ty), mask=qmask)
+    tl.store(_pixels(DQ, b, c, y, x, sgb, sgc, sgh, sgw), dq.to(DQ.dtype.element_ty), mask=qmask)
 
 
 @triton.jit
@@ -327,13 +330,7 @@ def _bwd_kv_kernel(
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
-    b = pid_bh // HEADS
-    h = pid_bh % HEADS
-    ky, kx, valid = _tile_pixels(tl.program_id(1), H, W, TILE_H, TILE_W)
-    dd = tl.arange(0, BLOCK_D)
-    dmask = dd < D
-    c = h * D + dd
+    pid_bh, b, h, ky, kx, valid, dd, dmask, c = _program(H, W, HEADS, D, BLOCK_D, TILE_H, TILE_W)
     kmask = valid[:, None] & dmask[None, :]
     if HAS_K:
         k = _load_pixels(K, b, c, ky, kx, kmask, skb, skc, skh, skw)
@@ -341,8 +338,8 @@ def _bwd_kv_kernel(
         k = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
     v = _load_pixels(V, b, c, ky, kx, kmask, svb, svc, svh, svw)
     # the queries whose window holds this key: pixel (ky - oy, kx - ox) for offset (oy, ox)
-    q_ptr = Q + b * sqb + c[None, :] * sqc + ky[:, None] * sqh + kx[:, None] * sqw
-    do_ptr = DO + b * sdb + c[None, :] * sdc + ky[:, None] * sdh + kx[:, None] * sdw
+    q_ptr = _pixels(Q, b, c, ky, kx, sqb, sqc, sqh, sqw)
+    do_ptr = _pixels(DO, b, c, ky, kx, sdb, sdc, sdh, sdw)
     stat = pid_bh * H * W + ky * W + kx  # per-query statistics (lse, delta), same shift
     r_ptr = R + h * KS * KS * D + dd
     dk = tl.zeros([TILE_H * TILE_W, BLOCK_D], tl.float32)
@@ -368,10 +365,11 @@ def _bwd_kv_kernel(
             dv += p[:, None] * do
             dk += ds[:, None] * q
     # dk and dv share one layout (sg*): the caller allocates them alike
-    offs = b * sgb + c[None, :] * sgc + ky[:, None] * sgh + kx[:, None] * sgw
     if HAS_K:
-        tl.store(DK + offs, dk.to(DK.dtype.element_ty), mask=kmask)
-    tl.store(DV + offs, dv.to(DV.dtype.element_ty), mask=kmask)
+        dk_ptr = _pixels(DK, b, c, ky, kx, sgb, sgc, sgh, sgw)
+        tl.store(dk_ptr, dk.to(DK.dtype.element_ty), mask=kmask)
+    dv_ptr = _pixels(DV, b, c, ky, kx, sgb, sgc, sgh, sgw)
+    tl.store(dv_ptr, dv.to(DV.dtype.element_ty), mask=kmask)
 
 
 def _strides(t: torch.Tensor | None, like: torch.Tensor) -> tuple[int, ...]:

@@ -67,10 +67,8 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path | 
     try:
         module.load_state_dict(weights)
     except RuntimeError as error:
-        missing, unexpected = (
-            module.state_dict().keys() - weights,
-            weights.keys() - module.state_dict(),
-        )
+        expected = module.state_dict().keys()
+        missing, unexpected = expected - weights.keys(), weights.keys() - expected
         detail = (
             f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
             if missing or unexpected
