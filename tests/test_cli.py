@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from sasa_bench.analysis.complexity import model_cost
 from sasa_bench.cli import main
 from sasa_bench.models.registry import PRESETS, parse_model
+from sasa_bench.models.resnet import model_cost
 
 
 def run_cli(capsys, *argv):

@@ -7,15 +7,13 @@ import torch
 from conftest import ALL_MODELS
 from torch import nn
 
-from sasa_bench.analysis.complexity import model_cost
-from sasa_bench.analysis.flops import COUNTERS, parse_counters, run_counter
 from sasa_bench.cli import main
+from sasa_bench.counters import COUNTERS, parse_counters, run_counter
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.layers.sasa import SASA2d
 from sasa_bench.layers.stem import AttentionStem
 from sasa_bench.models.registry import parse_model
-from sasa_bench.models.resnet import build_model
-from sasa_bench.models.spec import AttentionSpec
+from sasa_bench.models.resnet import build_model, model_cost
 
 
 class Wrap(nn.Module):
@@ -40,8 +38,10 @@ class Wrap(nn.Module):
 )
 def test_single_sasa_layer_counts_match_the_formula(counter, pos, logits, stride):
     c_in, c_out, k, height, width = 16, 32, 5, 6, 7
-    spec = AttentionSpec(kernel_size=k, heads=4, pos=pos, logits=logits)
-    layer = SASA2d(c_in, c_out, attention=spec, stride=stride, feature_size=(height, width))
+    layer = SASA2d(
+        c_in, c_out, kernel_size=k, heads=4, pos=pos, logits=logits, stride=stride,
+        feature_size=(height, width),
+    )  # fmt: skip
     projections = 3 if logits == "qk+qr" else 2
     products = 1 + (logits == "qk+qr") + (pos == "relative")  # q.k, q.r, attn.v
     expected = height * width * (projections * c_in * c_out + products * k * k * c_out)

@@ -4,10 +4,9 @@ import pytest
 import torch
 from conftest import ALL_MODELS
 
-from sasa_bench.analysis.complexity import model_cost
 from sasa_bench.errors import SpecError
 from sasa_bench.models.registry import parse_model
-from sasa_bench.models.resnet import build_model
+from sasa_bench.models.resnet import build_model, model_cost
 
 
 def _at(name: str, resolution: int) -> str:
@@ -45,6 +44,15 @@ def test_forward_backward_on_cpu_with_the_counted_shapes(name):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     for layer in cost.layers:
         assert shapes[layer.name] == layer.out_shape, layer.name
+
+
+def test_cost_totals_and_layers_as_records_store_them():
+    cost = model_cost(parse_model("resnet26").spec)
+    assert cost.totals() == {"params": cost.params, "macs": cost.macs, "flops": 2 * cost.macs}
+    layers = cost.by_layer()
+    assert list(layers) == [layer.name for layer in cost.layers]
+    assert layers["stem.conv"] == [9408, 118013952, 236027904]
+    assert sum(params for params, _, _ in layers.values()) == cost.params == 13_696_552
 
 
 def test_cost_is_for_any_resolution():

@@ -10,11 +10,12 @@ import matplotlib.image
 import pytest
 
 from sasa_bench.cli import main
+from sasa_bench.records import load_records
 from sasa_bench.report import render
-from sasa_bench.report.build import RecordStore, build_report
+from sasa_bench.report.build import build_report
 from sasa_bench.report.plots import plotted_points
+from sasa_bench.report.store import RecordStore
 from sasa_bench.report.study import available, load_study
-from sasa_bench.results import load_records
 
 STUDIES = ["table1", "table3", "table4", "table5", "table6", "table7", "fig5", "backends"]
 
@@ -47,7 +48,7 @@ def report(tmp_path_factory, experiments) -> Path:
     return folder
 
 
-def test_every_study_of_the_issue_exists_and_opens_with_its_command():
+def test_every_paper_study_exists_and_opens_with_its_command():
     assert set(STUDIES) <= set(available())
     for name in STUDIES:
         source = Path("experiments", f"{name}.py").read_text()
@@ -67,21 +68,22 @@ def test_smoke_report_files(report):
 def test_trained_accuracy_is_in_the_table_and_the_figures(report, experiments):
     study = load_study("tiny", smoke=True, directory=experiments)
     store = RecordStore(report / "records.jsonl", [])
-    (entry,) = render.entry_rows(study, store, "cpu")
-    top1 = entry["accuracy"].metrics["top1"]
-    assert entry["accuracy"].model == "resnet26:num_classes=10,resolution=32,width=0.125"
+    (entry,) = render.entries_of(study, store, "cpu")
+    top1 = entry.accuracy.metrics["top1"]
+    assert entry.accuracy.model == "resnet26:num_classes=10,resolution=32,width=0.125"
     assert f"| {top1:.1f} (digits, resnet26:num_classes=10" in (report / "report.md").read_text()
-    names = {name for name, _, _ in render.study_figures(study, [entry], "cpu")}
+    names = {made.name for made in render.study_figures(study, [entry], "cpu")}
     assert names == {"tiny-cost", "tiny-throughput", "tiny-memory"}
 
 
 def test_figures_exist_and_have_plotted_data(report):
     study = load_study("table6", smoke=True)
     store = RecordStore(report / "records.jsonl", [])
-    figures = render.study_figures(study, render.entry_rows(study, store, "cpu"), "cpu")
-    assert {name for name, _, _ in figures} == {"table6-cost", "table6-throughput", "table6-memory"}
-    for name, _, figure in figures:
-        assert plotted_points(figure) >= 2, name
+    figures = render.study_figures(study, render.entries_of(study, store, "cpu"), "cpu")
+    assert {made.name for made in figures} == {"table6-cost", "table6-throughput", "table6-memory"}
+    for made in figures:
+        name = made.name
+        assert plotted_points(made.figure) >= 2, name
         for suffix in ("png", "svg"):
             assert (report / "figures" / f"{name}.{suffix}").stat().st_size > 5000
         pixels = matplotlib.image.imread(report / "figures" / f"{name}.png")

@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from sasa_bench.analysis.complexity import model_cost
 from sasa_bench.cli import main
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.models.registry import parse_model
-from sasa_bench.results import load_records
+from sasa_bench.models.resnet import model_cost
+from sasa_bench.records import load_records
 from sasa_bench.train import checkpoint as ckpt
 from sasa_bench.train import make_config, open_dataset, train
 from sasa_bench.train.optim import lr_factor

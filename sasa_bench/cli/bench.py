@@ -1,7 +1,7 @@
 """`sasa-bench bench MODEL [MODEL ...]`: throughput, latency, memory and energy, one record each.
 
 Every combination of model, mode, attention implementation and batch size is one measurement,
-run in its own subprocess (`sasa_bench.sweep`) and appended to --out as soon as it exists.
+run in its own subprocess (`sasa_bench.measure.sweep`) and appended to --out as soon as it exists.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sasa_bench.bench import DTYPES, MODES, BenchConfig, retried_batch
-from sasa_bench.cli.common import add_override_arguments, console, human, print_json, with_overrides
+from sasa_bench.cli.common import add_override_arguments, console, model_from_args, print_json
+from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.format import human
+from sasa_bench.measure.model import BenchConfig
+from sasa_bench.measure.sweep import DEFAULT_TIMEOUT_S, run_sweep
 from sasa_bench.models.registry import PRESETS
-from sasa_bench.results import Record
-from sasa_bench.sweep import DEFAULT_TIMEOUT_S, run_sweep
+from sasa_bench.records import Record, retried_batch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +100,7 @@ def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
             if not presets:
                 raise SasaBenchError(f"no model matches {preset!r}; known: {', '.join(PRESETS)}")
         for name in presets:
-            canonical = with_overrides(name + sep + options, args).name
+            canonical = model_from_args(args, name + sep + options).name
             if canonical not in names:
                 names.append(canonical)
     return names

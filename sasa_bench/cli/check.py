@@ -16,6 +16,7 @@ from rich.table import Table
 
 from sasa_bench.cli.common import console, print_json
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.records import load_records
 from sasa_bench.regression import (
     Baseline,
     CheckReport,
@@ -24,7 +25,7 @@ from sasa_bench.regression import (
     run_check,
     save_baseline,
 )
-from sasa_bench.report.regression import (
+from sasa_bench.regression.summary import (
     HEADERS,
     environment_line,
     finding_cells,
@@ -32,7 +33,6 @@ from sasa_bench.report.regression import (
     summary_line,
     to_markdown_summary,
 )
-from sasa_bench.results import load_records
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
-from sasa_bench.models.registry import NamedModel, parse_model
-from sasa_bench.models.spec import LOGITS, POSITIONAL, STEMS
+from sasa_bench.models.registry import NamedModel, with_options
+from sasa_bench.models.spec import ATTENTION_ALIASES, LOGITS, POSITIONAL, STEMS
+from sasa_bench.train.config import AMP_DTYPES
 
-#: flag -> model option (the names of the model grammar)
-MODEL_FLAGS = {
-    "stages": "stages",
-    "stem": "stem",
-    "k": "k",
-    "heads": "heads",
-    "pos": "pos",
-    "logits": "logits",
-    "width": "width",
-    "resolution": "resolution",
-    "num_classes": "num_classes",
-}
+#: the override flags, each named as its option of the model grammar
+MODEL_FLAGS = (
+    "stages",
+    "stem",
+    "k",
+    "heads",
+    "pos",
+    "logits",
+    "width",
+    "resolution",
+    "num_classes",
+)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,20 +49,14 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-classes", type=int)
 
 
-def with_overrides(text: str, args: argparse.Namespace) -> NamedModel:
-    """The model `text` (preset[:options]) with the override flags appended to its options."""
-    options = [
-        f"{option}={getattr(args, flag)}"
-        for flag, option in MODEL_FLAGS.items()
-        if getattr(args, flag) is not None
-    ]
-    if options:
-        text += ("," if ":" in text else ":") + ",".join(options)
-    return parse_model(text)
+def model_from_args(args: argparse.Namespace, text: str | None = None) -> NamedModel:
+    """The model `text` (default: the MODEL argument) with the override flags applied."""
+    return with_options(args.model if text is None else text, flag_options(args))
 
 
-def model_from_args(args: argparse.Namespace) -> NamedModel:
-    return with_overrides(args.model, args)
+def flag_options(args: argparse.Namespace) -> dict[str, object]:
+    """The model options set by override flags."""
+    return {flag: getattr(args, flag) for flag in MODEL_FLAGS if getattr(args, flag) is not None}
 
 
 def console() -> Console:
@@ -75,14 +72,40 @@ def print_json(obj: object) -> None:
     sys.stdout.write("\n")
 
 
-def human(value: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (SI prefixes)."""
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f} {prefix}{unit}"
-    return f"{value:.0f} {unit}".rstrip()
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        default="digits",
+        metavar="SPEC",
+        help="digits (embedded, default) | cifar10:PATH | imagefolder:PATH",
+    )
+    parser.add_argument(
+        "--subset", type=int, metavar="N", help="smoke test: at most N train and N test images"
+    )
 
 
-def opt(value: object) -> str:
-    """A table cell for a value that may be missing."""
-    return "-" if value is None else str(value)
+def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
+    """How a run executes (not what it computes): shared by train and eval."""
+    group.add_argument(
+        "--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N"
+    )
+    group.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype (default: fp32)")
+    group.add_argument("--channels-last", action="store_true")
+    group.add_argument("--attn-impl", default="reference", help="attention backend")
+    group.add_argument(
+        "--results", type=Path, help="JSONL file for the final record (train: OUT/results.jsonl)"
+    )
+    group.add_argument("--json", action="store_true", help="print the final record as JSON")
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """Model options the user set, in MODEL's text or by an override flag."""
+    _, _, text = args.model.partition(":")
+    keys = {item.partition("=")[0].strip() for item in text.split(",") if item.strip()}
+    keys |= set(flag_options(args))
+    return {ATTENTION_ALIASES.get(key, key) for key in keys}
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun world (or the only process)."""
+    return os.environ.get("RANK", "0") == "0"

@@ -8,8 +8,8 @@ import sys
 from rich.table import Table
 
 from sasa_bench.cli.common import console, print_json
+from sasa_bench.format import to_csv, to_markdown
 from sasa_bench.report.compare import ENV_FIELDS, IDENTITY, Comparison, compare, load_labelled
-from sasa_bench.report.tables import to_csv, to_markdown
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

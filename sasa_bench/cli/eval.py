@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from sasa_bench.cli.common import add_model_arguments, model_from_args, print_json
-from sasa_bench.cli.train import (
+from sasa_bench.cli.common import (
     add_data_arguments,
     add_execution_arguments,
+    add_model_arguments,
     given_options,
     is_main_process,
+    model_from_args,
+    print_json,
 )
 from sasa_bench.train.datasets import open_dataset
 from sasa_bench.train.evaluation import WEIGHTS, evaluate_checkpoint

@@ -7,12 +7,13 @@ import argparse
 import torch
 from rich.table import Table
 
-from sasa_bench.bench import check_device
-from sasa_bench.cli.common import console, human, print_json
+from sasa_bench.cli.common import console, print_json
+from sasa_bench.devices import DTYPES, check_device
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.format import fixed, human
 from sasa_bench.kernels import BACKENDS
-from sasa_bench.kernels.bench import SHAPES, bench_shape, copy_bandwidth_gb_per_s
-from sasa_bench.kernels.check import DTYPES, available_backends, check_backend
+from sasa_bench.kernels.verify import available_backends, verify_backend
+from sasa_bench.measure.kernels import SHAPES, bench_shape, copy_bandwidth_gb_per_s
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -124,7 +125,7 @@ def _run_check(args: argparse.Namespace) -> int:
         for name in _backends(args.impl):
             for dtype in _dtypes(args.dtype, "fp32,bf16"):
                 status.update(f"checking {name} {dtype} on {device} ...")
-                results += check_backend(name, device, dtype)
+                results += verify_backend(name, device, dtype)
     failed = [r for r in results if not r.ok]
     if args.json:
         print_json([{**r.__dict__, "ok": r.ok} for r in results])
@@ -211,22 +212,18 @@ def _run_bench(args: argparse.Namespace) -> int:
             r.backend,
             r.shape,
             r.dtype,
-            _f(r.forward_ms),
-            _f(r.forward_backward_ms),
+            fixed(r.forward_ms, 3),
+            fixed(r.forward_backward_ms, 3),
             human(r.peak_memory_bytes, "B") if r.peak_memory_bytes else "-",
-            _f(r.achieved_gb_per_s, 0),
-            _f(r.floor_ratio, 1),
-            _f(r.conv_forward_ms),
-            _f(r.conv_forward_backward_ms),
-            _f(r.conv_ratio, 1),
+            fixed(r.achieved_gb_per_s, 0),
+            fixed(r.floor_ratio, 1),
+            fixed(r.conv_forward_ms, 3),
+            fixed(r.conv_forward_backward_ms, 3),
+            fixed(r.conv_ratio, 1),
             r.note or "",
         )
     out.print(table)
     return 0
-
-
-def _f(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _run_sass(args: argparse.Namespace) -> int:
@@ -263,7 +260,7 @@ def _run_sass(args: argparse.Namespace) -> int:
             f"{r['widest_load_bits']} bit",
             *(str(r[f]) for f in FAMILIES),
             str(r["scalar_loads"]),
-            _f(r["warp_instructions_per_pixel_offset"], 2),
+            fixed(r["warp_instructions_per_pixel_offset"], 2),
         )
     console().print(table)
     return 0

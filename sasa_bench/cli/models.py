@@ -7,9 +7,10 @@ import argparse
 from rich.table import Table
 
 from sasa_bench import paper
-from sasa_bench.analysis.complexity import model_cost
-from sasa_bench.cli.common import console, opt, print_json
+from sasa_bench.cli.common import console, print_json
+from sasa_bench.format import cell
 from sasa_bench.models.registry import PRESETS, describe
+from sasa_bench.models.resnet import model_cost
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def preset_rows() -> list[dict[str, object]]:
     rows = []
     for name, spec in PRESETS.items():
         cost = model_cost(spec)
-        reported = next((r for r in paper.rows_for(name) if r.table == "1"), None)
+        reported = paper.row_for(name, "1")
         rows.append(
             {
                 "model": name,
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
             row["stages"],
             f"{row['params'] / 1e6:.2f}",
             f"{row['flops'] / 1e9:.2f}",
-            opt(ref.get("params_m")),
-            opt(ref.get("flops_b")),
+            cell(ref.get("params_m")),
+            cell(ref.get("flops_b")),
         )
     console().print(table)
     console().print("paper columns: Table 1 of Ramachandran et al. 2019 (reported, not measured)")

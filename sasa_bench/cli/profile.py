@@ -11,24 +11,17 @@ from rich.console import Console
 from rich.table import Table
 
 from sasa_bench import paper
-from sasa_bench.analysis.complexity import GROUPINGS, ModelCost, model_cost
-from sasa_bench.analysis.flops import (
+from sasa_bench.cli.common import add_model_arguments, console, model_from_args, print_json
+from sasa_bench.counters import (
     CounterResult,
     add_counter_columns,
     parse_counters,
     run_counter,
 )
-from sasa_bench.cli.common import (
-    add_model_arguments,
-    console,
-    human,
-    model_from_args,
-    opt,
-    print_json,
-)
+from sasa_bench.format import cell, human, shape, to_csv, to_markdown
+from sasa_bench.layers.cost import GROUPINGS, ModelCost
 from sasa_bench.models.registry import NamedModel, spec_options
-from sasa_bench.models.resnet import build_model
-from sasa_bench.report.tables import to_csv, to_markdown
+from sasa_bench.models.resnet import build_model, model_cost
 
 FORMATS = ("table", "csv", "markdown")
 
@@ -88,7 +81,7 @@ def run_counters(model: NamedModel, names: list[str], handlers: bool) -> dict[st
 
 def add_latency_columns(rows: list[dict], name: str, args: argparse.Namespace) -> None:
     """Measured time (summed per row's layers), the largest layer peak, achieved FLOP/s."""
-    from sasa_bench.analysis.layer_latency import layer_latency_rows
+    from sasa_bench.measure.layers import layer_latency_rows
 
     with Console(stderr=True).status(f"timing the layers of {name} on {args.device} ..."):
         measured = layer_latency_rows(
@@ -192,8 +185,8 @@ def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[s
         line = [
             row["name"],
             row["type"],
-            _shape(row["in_shape"]),
-            _shape(row["out_shape"]),
+            shape(row["in_shape"]),
+            shape(row["out_shape"]),
             fmt(row["params"]),
             fmt(row["macs"]),
         ]
@@ -272,13 +265,10 @@ def _print_paper(out, name: str, comparison: list[dict[str, object]]) -> None:
             row["table"],
             row["label"],
             f"{row['flops_b']:.2f}",
-            opt(row["paper_flops_b"]),
+            cell(row["paper_flops_b"]),
             f"{row['params_m']:.2f}",
-            opt(row["paper_params_m"]),
-            opt(row["paper_top1"]) + (" (held-out)" if row["accuracy_split"] == "held-out" else ""),
+            cell(row["paper_params_m"]),
+            cell(row["paper_top1"])
+            + (" (held-out)" if row["accuracy_split"] == "held-out" else ""),
         )
     out.print(table)
-
-
-def _shape(shape: list[int]) -> str:
-    return "x".join(str(s) for s in shape)

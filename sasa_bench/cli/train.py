@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 from pathlib import Path
 
-from sasa_bench.cli.common import MODEL_FLAGS, add_model_arguments, model_from_args, print_json
-from sasa_bench.models.spec import ATTENTION_ALIASES
-from sasa_bench.train.config import AMP_DTYPES, OPTIMIZERS, RECIPES, SCHEDULES, make_config
+from sasa_bench.cli.common import (
+    add_data_arguments,
+    add_execution_arguments,
+    add_model_arguments,
+    given_options,
+    is_main_process,
+    model_from_args,
+    print_json,
+)
+from sasa_bench.train.config import OPTIMIZERS, RECIPES, SCHEDULES, make_config
 from sasa_bench.train.datasets import open_dataset
-from sasa_bench.train.distributed import DEVICES
 from sasa_bench.train.setup import fit_to_data
 from sasa_bench.train.trainer import train
 
@@ -47,38 +52,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATA)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data",
-        default="digits",
-        metavar="SPEC",
-        help="digits (embedded, default) | cifar10:PATH | imagefolder:PATH",
-    )
-    parser.add_argument(
-        "--subset", type=int, metavar="N", help="smoke test: at most N train and N test images"
-    )
-
-
-def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
-    """How a run executes (not what it computes): shared by train and eval."""
-    group.add_argument("--device", choices=DEVICES, default="auto")
-    group.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype (default: fp32)")
-    group.add_argument("--channels-last", action="store_true")
-    group.add_argument("--attn-impl", default="reference", help="attention backend")
-    group.add_argument(
-        "--results", type=Path, help="JSONL file for the final record (train: OUT/results.jsonl)"
-    )
-    group.add_argument("--json", action="store_true", help="print the final record as JSON")
-
-
-def given_options(args: argparse.Namespace) -> set[str]:
-    """Model options the user set, in MODEL's text or by an override flag."""
-    _, _, text = args.model.partition(":")
-    keys = {item.partition("=")[0].strip() for item in text.split(",") if item.strip()}
-    keys |= {option for flag, option in MODEL_FLAGS.items() if getattr(args, flag) is not None}
-    return {ATTENTION_ALIASES.get(key, key) for key in keys}
 
 
 def default_out(model: str, data: str) -> Path:
@@ -116,8 +89,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json and is_main_process():
         print_json(dataclasses.asdict(record))
     return 0
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a torchrun world (or the only process)."""
-    return os.environ.get("RANK", "0") == "0"

@@ -22,7 +22,10 @@ from torch import nn
 
 from sasa_bench.kernels import window_attention
 from sasa_bench.layers.cost import LayerCost, Shape
-from sasa_bench.models.spec import AttentionSpec
+
+#: positional encodings (Table 5) and logit types (Table 6)
+POSITIONAL = ("relative", "absolute", "none")
+LOGITS = ("qk+qr", "qr")
 
 
 def combine_row_col(rows: torch.Tensor, cols: torch.Tensor, heads: int) -> torch.Tensor:
@@ -35,34 +38,51 @@ def combine_row_col(rows: torch.Tensor, cols: torch.Tensor, heads: int) -> torch
     return torch.cat([r.expand(shape), c.expand(shape)], dim=1)
 
 
+def _check(pos: str, logits: str) -> None:
+    if pos not in POSITIONAL:
+        raise ValueError(f"pos must be one of {', '.join(POSITIONAL)}; got {pos!r}")
+    if logits not in LOGITS:
+        raise ValueError(f"logits must be one of {', '.join(LOGITS)}; got {logits!r}")
+
+
 class SASA2d(nn.Module):
+    """SASA attention over the k x k window of every pixel, `in_channels` -> `out_channels`.
+
+    `stride=2` adds the 2x2 average pool; `feature_size` (height, width) is needed for
+    `pos="absolute"` only; `impl` names the attention backend (`sasa_bench.kernels`)."""
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         *,
-        attention: AttentionSpec,
+        kernel_size: int = 7,
+        heads: int = 8,
+        pos: str = "relative",
+        logits: str = "qk+qr",
         stride: int = 1,
         feature_size: tuple[int, int] | None = None,
         impl: str = "reference",
     ) -> None:
         super().__init__()
-        if out_channels % (2 * attention.heads):
+        _check(pos, logits)
+        if out_channels % (2 * heads):
             raise ValueError(f"out_channels {out_channels} must divide into 2 x heads halves")
-        self.spec = attention
-        self.heads = attention.heads
-        self.kernel_size = attention.kernel_size
+        self.heads = heads
+        self.kernel_size = kernel_size
+        self.pos = pos
+        self.uses_keys = logits == "qk+qr"
         self.out_channels = out_channels
         # q, (k,) v: one 1x1 convolution with the projections' filters stacked, so that x is read
         # once and the three products are one GEMM; q, k, v are channel slices of its output
-        projections = 3 if attention.uses_keys else 2
+        projections = 3 if self.uses_keys else 2
         self.qkv = nn.Conv2d(in_channels, projections * out_channels, 1, bias=False)
         half = out_channels // 2
         std = (out_channels // self.heads) ** -0.5
-        if attention.pos == "relative":
+        if pos == "relative":
             self.rel_rows = nn.Parameter(torch.randn(self.kernel_size, half) * std)
             self.rel_cols = nn.Parameter(torch.randn(self.kernel_size, half) * std)
-        elif attention.pos == "absolute":
+        elif pos == "absolute":
             if feature_size is None:
                 raise ValueError("absolute positional encoding needs the feature map size")
             self.abs_rows = nn.Parameter(torch.randn(feature_size[0], half) * std)
@@ -83,19 +103,19 @@ class SASA2d(nn.Module):
     def projection_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The (out, in) matrices of the q, k (None without keys) and v projections."""
         parts = self.qkv.weight[:, :, 0, 0].split(self.out_channels)
-        return parts[0], parts[1] if self.spec.uses_keys else None, parts[-1]
+        return parts[0], parts[1] if self.uses_keys else None, parts[-1]
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """q, k (None without keys), v: channel slices of the one projection's output."""
         parts = self.qkv(x).split(self.out_channels, dim=1)
-        return parts[0], parts[1] if self.spec.uses_keys else None, parts[-1]
+        return parts[0], parts[1] if self.uses_keys else None, parts[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.project(x)
         rel = None
-        if self.spec.pos == "relative":
+        if self.pos == "relative":
             rel = self.relative_table()
-        elif self.spec.pos == "absolute":
+        elif self.pos == "absolute":
             table = self.absolute_table()
             if table.shape[-2:] != x.shape[-2:]:
                 raise ValueError(
@@ -108,18 +128,29 @@ class SASA2d(nn.Module):
 
     @staticmethod
     def cost(
-        name: str, in_shape: Shape, out_channels: int, attention: AttentionSpec, stride: int = 1
+        name: str,
+        in_shape: Shape,
+        out_channels: int,
+        *,
+        kernel_size: int = 7,
+        heads: int = 8,
+        pos: str = "relative",
+        logits: str = "qk+qr",
+        stride: int = 1,
     ) -> LayerCost:
+        """The cost of the layer these options build (`heads` does not change it)."""
+        _check(pos, logits)
         channels, height, width = in_shape
-        projections = 3 if attention.uses_keys else 2
+        uses_keys = logits == "qk+qr"
+        projections = 3 if uses_keys else 2
         params = projections * channels * out_channels
         # Each of q.k, q.r and attn.v costs k^2 x d_out MACs per pixel, before any pooling.
-        products = 1 + attention.uses_keys + (attention.pos == "relative")
-        if attention.pos == "relative":
-            params += 2 * attention.kernel_size * (out_channels // 2)
-        elif attention.pos == "absolute":
+        products = 1 + uses_keys + (pos == "relative")
+        if pos == "relative":
+            params += 2 * kernel_size * (out_channels // 2)
+        elif pos == "absolute":
             params += (height + width) * (out_channels // 2)
-        window = attention.kernel_size**2
+        window = kernel_size**2
         macs = (
             height
             * width

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sasa_bench.errors import SpecError, UnknownNameError
@@ -50,6 +51,12 @@ class NamedModel:
     preset: str
     spec: ModelSpec
 
+    def replace(self, **options: object) -> NamedModel:
+        """The same preset with spec fields replaced (typed values; k for kernel_size), under
+        its canonical name."""
+        spec = self.spec.replace(**options)
+        return NamedModel(canonical_name(self.preset, spec), self.preset, spec)
+
 
 def describe(preset: str) -> str:
     spec = PRESETS[preset]
@@ -85,22 +92,30 @@ def convert_option(key: str, value: str) -> object:
         raise SpecError(f"option {key}={value!r}: expected {kind.__name__}") from None
 
 
-def with_options(preset: str, options: dict[str, object]) -> NamedModel:
-    """The preset with options applied (values already typed), under its canonical name."""
-    base = get_preset(preset)
-    spec = base.replace(**dict(options))
-    return NamedModel(canonical_name(preset, spec), preset, spec)
+def parse_options(text: str, where: str | None = None) -> dict[str, object]:
+    """`k=9,width=0.5` -> {"kernel_size": 9, "width": 0.5} (typed, aliases resolved)."""
+    options: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"model option {item!r} is not KEY=VALUE (in {where or text!r})")
+        options[ATTENTION_ALIASES.get(key, key)] = convert_option(key, value)
+    return options
 
 
 def parse_model(text: str) -> NamedModel:
-    preset, _, rest = text.strip().partition(":")
-    options: dict[str, object] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(f"model option {item!r} is not KEY=VALUE (in {text!r})")
-        options[ATTENTION_ALIASES.get(key, key)] = convert_option(key, value)
-    return with_options(preset, options)
+    """A model name of the grammar: PRESET[:KEY=VALUE,...]."""
+    return with_options(text, "")
+
+
+def with_options(model: str, options: str | Mapping[str, object]) -> NamedModel:
+    """The model named `model` with more options after its own (a repeated key: the last
+    wins), as text (`k=9,width=0.5`) or as a mapping of option names to values."""
+    preset, _, own = model.strip().partition(":")
+    if not isinstance(options, str):
+        options = ",".join(f"{key}={value}" for key, value in options.items())
+    merged = {**parse_options(own, repr(model)), **parse_options(options)}
+    return NamedModel(preset, preset, get_preset(preset)).replace(**merged)
 
 
 def spec_options(spec: ModelSpec) -> dict[str, object]:

@@ -2,7 +2,7 @@
 
 Conv, SASA and mixed networks are the same code fed different specs. The block plan below is the
 single description of the architecture: the builder instantiates it and the analytic cost
-(`sasa_bench.analysis.complexity`) walks it, each block's `cost()` sitting next to its __init__.
+(`model_cost`) walks it, each block's `cost()` sitting next to its __init__.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from sasa_bench.errors import SpecError
-from sasa_bench.layers.cost import LayerCost, Shape, batchnorm_cost, conv_cost
+from sasa_bench.layers.cost import (
+    LayerCost,
+    ModelCost,
+    Shape,
+    batchnorm_cost,
+    conv_cost,
+    linear_cost,
+)
 from sasa_bench.layers.sasa import SASA2d
 from sasa_bench.layers.stem import AttentionStem, ConvStem
 from sasa_bench.models.spec import EXPANSION, GROUP_WIDTHS, ModelSpec
@@ -89,7 +96,7 @@ class Bottleneck(nn.Module):
             self.mixer: nn.Module = SASA2d(
                 plan.width,
                 plan.width,
-                attention=spec.attention,
+                **spec.attention.options(),
                 stride=plan.stride,
                 feature_size=(height, width),
             )
@@ -119,7 +126,11 @@ class Bottleneck(nn.Module):
         conv1 = conv_cost(f"{name}.conv1", plan.in_shape, plan.width, 1)
         if plan.mixer == "a":
             mixer = SASA2d.cost(
-                f"{name}.mixer", conv1.out_shape, plan.width, spec.attention, plan.stride
+                f"{name}.mixer",
+                conv1.out_shape,
+                plan.width,
+                **spec.attention.options(),
+                stride=plan.stride,
             )
         else:
             mixer = conv_cost(f"{name}.mixer", conv1.out_shape, plan.width, 3, plan.stride, 1)
@@ -185,3 +196,14 @@ def set_attention_impl(model: nn.Module, impl: str) -> None:
 
 def build_model(spec: ModelSpec, *, attn_impl: str = "reference") -> ResNet:
     return ResNet(spec, attn_impl=attn_impl)
+
+
+def model_cost(spec: ModelSpec) -> ModelCost:
+    """Cost of the network `spec` describes, for one image at spec.resolution, from the block
+    plan the builder uses (nothing is built or run)."""
+    layers, _ = stem_cost(spec)
+    plans = plan_blocks(spec)
+    for plan in plans:
+        layers += Bottleneck.cost(plan, spec)
+    layers.append(linear_cost("fc", plans[-1].out_channels, spec.num_classes))
+    return ModelCost(tuple(layers))

@@ -2,7 +2,7 @@
 
 Conv ResNets, SASA ResNets and mixed ones differ only in the values of these fields; one generic
 net (`sasa_bench.models.resnet.ResNet`) is built from any of them, and the analytic cost
-(`sasa_bench.analysis.complexity`) is computed from them without building anything.
+(`sasa_bench.models.resnet.model_cost`) is computed from them without building anything.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from sasa_bench.errors import SpecError
+from sasa_bench.layers.sasa import LOGITS, POSITIONAL
 
 #: Bottleneck blocks per layer group for each depth.
 DEPTHS: dict[int, tuple[int, int, int, int]] = {
@@ -26,8 +27,6 @@ EXPANSION = 4
 
 STEMS = ("conv", "attention", "attention-plain", "attention-convvalues")
 MIXERS = {"c": "3x3 convolution", "a": "SASA attention"}
-POSITIONAL = ("relative", "absolute", "none")
-LOGITS = ("qk+qr", "qr")
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,10 @@ class AttentionSpec:
     @property
     def uses_keys(self) -> bool:
         return self.logits == "qk+qr"
+
+    def options(self) -> dict[str, object]:
+        """The keyword options of `SASA2d` and `SASA2d.cost` these fields are."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from sasa_bench import __version__
-from sasa_bench.bench import DTYPES
+from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
 
 FORMAT = "sasa_bench-baseline"
 FORMAT_VERSION = 1
-MODES = ("infer", "train")
 #: subjects a speed check can time: an attention backend or a 3x3 conv at the check's shape,
 #: or a model of the grammar (`model:sasa26:resolution=32`)
 SUBJECT_KINDS = ("attention", "conv3x3", "model")

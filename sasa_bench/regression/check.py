@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
-from sasa_bench.analysis.complexity import model_cost
-from sasa_bench.bench import bench_environment, check_device
+from sasa_bench.devices import check_device
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.measure.model import bench_environment
 from sasa_bench.models.registry import parse_model
+from sasa_bench.models.resnet import model_cost
+from sasa_bench.records import Record
 from sasa_bench.regression.baseline import Baseline
 from sasa_bench.regression.compare import (
     Finding,
@@ -28,7 +30,6 @@ from sasa_bench.regression.compare import (
     speed_finding,
 )
 from sasa_bench.regression.measure import measure_check, measured_from_records
-from sasa_bench.results import Record
 
 
 @dataclass
@@ -72,12 +73,7 @@ class CheckRun:
 def cost_entry(model: str) -> dict[str, Any]:
     """The analytic cost of `model` as stored in a baseline (layers: [params, macs, flops])."""
     cost = model_cost(parse_model(model).spec)
-    return {
-        "params": cost.params,
-        "macs": cost.macs,
-        "flops": cost.flops,
-        "layers": {layer.name: [layer.params, layer.macs, layer.flops] for layer in cost.layers},
-    }
+    return {**cost.totals(), "layers": cost.by_layer()}
 
 
 def run_check(

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sasa_bench.analysis.significance import mann_whitney_greater
 from sasa_bench.regression.baseline import Measured, SpeedCheck
+from sasa_bench.regression.significance import mann_whitney_greater
 
 COST_METRICS = ("params", "macs", "flops")
 #: environment fields that must agree for absolute numbers (memory) to be compared

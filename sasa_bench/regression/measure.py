@@ -19,14 +19,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sasa_bench.analysis.layer_latency import LiveTensorBytes
-from sasa_bench.analysis.timing import synchronize, thread_cpu_steps, time_steps, warm_up
-from sasa_bench.bench import DTYPES, BenchConfig, check_device, intra_op_threads, make_step, prepare
+from sasa_bench.devices import DTYPES, check_device
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import get_backend, window_attention
+from sasa_bench.measure.memory import step_peak_bytes
+from sasa_bench.measure.model import BenchConfig, intra_op_threads, make_step, prepare
+from sasa_bench.measure.timing import thread_cpu_steps, time_steps, warm_up
 from sasa_bench.models.registry import parse_model
+from sasa_bench.records import Record
 from sasa_bench.regression.baseline import Measured, Settings, SpeedCheck
-from sasa_bench.results import Record
 
 Step = Callable[[], object]
 Timer = Callable[[Step, int], list[float]]  # milliseconds of each of n calls
@@ -46,7 +47,7 @@ def measure_check(check: SpeedCheck, settings: Settings) -> Measured:
         a_ms, b_ms = interleaved_times(
             steps["a"], steps["b"], _timer(settings, device), settings.repeats, settings.inner
         )
-        peaks = {side: peak_memory(step, device) for side, step in steps.items()}
+        peaks = {side: step_peak_bytes(step, device) for side, step in steps.items()}
     ratios = [a / b for a, b in zip(a_ms, b_ms, strict=True)]
     return Measured(
         ratio=statistics.median(ratios),
@@ -78,21 +79,6 @@ def interleaved_times(
         for step, samples in order[:: 1 if repeat % 2 == 0 else -1]:
             samples.append(statistics.median(timer(step, inner)))
     return a_ms, b_ms
-
-
-def peak_memory(step: Step, device: torch.device) -> tuple[int, str]:
-    """Bytes one call of `step` needed above what was allocated before it, and how measured."""
-    if device.type == "cuda":
-        synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before, "cuda-allocator"
-    tracker = LiveTensorBytes()
-    with tracker:
-        step()
-    return tracker.peak(), "live-tensors"
 
 
 def build_step(subject: str, check: SpeedCheck, settings: Settings, device: torch.device) -> Step:

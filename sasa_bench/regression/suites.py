@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from sasa_bench.kernels.bench import SHAPES
-from sasa_bench.kernels.check import available_backends
+from sasa_bench.kernels.verify import available_backends
+from sasa_bench.measure.kernels import SHAPES
 from sasa_bench.models.registry import PRESETS
 from sasa_bench.regression.baseline import Baseline, Settings, SpeedCheck
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sasa_bench.bench import retried_batch
 from sasa_bench.errors import SasaBenchError
-from sasa_bench.results import Record, load_records
+from sasa_bench.format import significant
+from sasa_bench.records import Record, load_records, retried_batch
 
 #: config fields that identify a measurement, in display order; the first three always do
 IDENTITY = (
@@ -85,7 +85,7 @@ class Comparison:
 
 
 def _ratio_text(ratio: float | None) -> str:
-    return "" if ratio is None else f"{ratio:.3g}x"
+    return "" if ratio is None else significant(ratio, 3) + "x"
 
 
 def load_labelled(paths: Sequence[str]) -> list[tuple[str, Record]]:

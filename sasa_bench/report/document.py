@@ -12,7 +12,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sasa_bench.report.tables import to_markdown
+from sasa_bench.format import to_markdown
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from sasa_bench import paper
-from sasa_bench.analysis.complexity import model_cost
-from sasa_bench.cli.common import human
+from sasa_bench.format import fixed, human, to_csv
+from sasa_bench.layers.cost import ModelCost
 from sasa_bench.models.registry import parse_model
-from sasa_bench.report.build import RecordStore, accuracy_record, bench_config
+from sasa_bench.models.resnet import model_cost
+from sasa_bench.records import Record, environment, to_dataframe
 from sasa_bench.report.document import (
     Block,
     Figure,
@@ -23,9 +25,8 @@ from sasa_bench.report.document import (
     render_markdown,
 )
 from sasa_bench.report.plots import Point, family_of, tradeoff
+from sasa_bench.report.store import RecordStore, accuracy_record, bench_config
 from sasa_bench.report.study import Study
-from sasa_bench.report.tables import to_csv
-from sasa_bench.results import environment, to_dataframe
 
 ROW_HEADERS = (
     "model", "FLOPs B (paper)", "FLOPs B (ours)", "params M (paper)", "params M (ours)",
@@ -33,43 +34,56 @@ ROW_HEADERS = (
 )  # fmt: skip
 
 
-def _paper_row(study: Study, model: str):
-    if not study.paper_table:
+@dataclass(frozen=True)
+class Entry:
+    """One model of a study: the paper's row, our analytic cost, and the records measured."""
+
+    model: str
+    paper: paper.PaperRow | None
+    cost: ModelCost
+    bench: Record | None
+    accuracy: Record | None
+
+    def metric(self, name: str) -> float | None:
+        return self.bench.metrics.get(name) if self.bench else None
+
+    @property
+    def peak_memory(self) -> int | None:
+        """The allocator's peak on a GPU, the process's peak RSS on a CPU."""
+        return self.metric("peak_allocated_bytes") or self.metric("peak_rss_bytes")
+
+    def top1(self) -> tuple[float, str] | None:
+        """(top-1, "measured" or "paper"): measured where a training record exists."""
+        if self.accuracy:
+            return self.accuracy.metrics["top1"], "measured"
+        if self.paper and self.paper.top1 is not None:
+            return self.paper.top1, "paper"
         return None
-    name = parse_model(model).name
-    return next((r for r in paper.rows(study.paper_table) if r.canonical_model == name), None)
 
 
-def entry_rows(study: Study, store: RecordStore, device: str) -> list[dict]:
-    """One dict per entry: the paper's numbers, our analytic cost, what was measured."""
+def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
     entries = []
     for model in study.models:
-        cost = model_cost(parse_model(model).spec)
-        reported = _paper_row(study, model)
         bench = None
         if study.bench:
             wanted = bench_config(study, model, device).to_dict()
             bench = store.find("bench", lambda r, w=wanted: r.config == w)
-        accuracy = accuracy_record(store, study, model)
-        metrics = bench.metrics if bench else {}
-        entries.append({
-            "model": model, "paper": reported, "cost": cost, "bench": bench,
-            "accuracy": accuracy, "images_per_s": metrics.get("images_per_s"),
-            "latency_ms": metrics.get("latency_ms"),
-            "peak_memory": metrics.get("peak_allocated_bytes") or metrics.get("peak_rss_bytes"),
-            "joules_per_image": metrics.get("joules_per_image"),
-        })  # fmt: skip
+        entries.append(
+            Entry(
+                model,
+                paper.row_for(model, study.paper_table) if study.paper_table else None,
+                model_cost(parse_model(model).spec),
+                bench,
+                accuracy_record(store, study, model),
+            )
+        )
     return entries
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def comparison_table(study: Study, entries: list[dict]) -> Table:
+def comparison_table(study: Study, entries: list[Entry]) -> Table:
     rows = []
     for e in entries:
-        p, acc = e["paper"], e["accuracy"]
+        p, acc = e.paper, e.accuracy
         measured = "-"
         if acc:
             data = acc.config.get("data", "?")
@@ -78,11 +92,11 @@ def comparison_table(study: Study, entries: list[dict]) -> Table:
         if p and p.top1 is not None:
             paper_top1 = f"{p.top1}" + (" (held-out)" if p.accuracy_split == "held-out" else "")
         rows.append([
-            e["model"], _fmt(p.flops_b if p else None, 1), f"{e['cost'].flops / 1e9:.2f}",
-            _fmt(p.params_m if p else None, 1), f"{e['cost'].params / 1e6:.2f}", paper_top1,
-            measured, _fmt(e["images_per_s"], 1), _fmt(e["latency_ms"], 1),
-            human(e["peak_memory"], "B") if e["peak_memory"] else "-",
-            _fmt(e["joules_per_image"], 3),
+            e.model, fixed(p.flops_b if p else None, 1), f"{e.cost.flops / 1e9:.2f}",
+            fixed(p.params_m if p else None, 1), f"{e.cost.params / 1e6:.2f}", paper_top1,
+            measured, fixed(e.metric("images_per_s"), 1), fixed(e.metric("latency_ms"), 1),
+            human(e.peak_memory, "B") if e.peak_memory else "-",
+            fixed(e.metric("joules_per_image"), 3),
         ])  # fmt: skip
     bench = study.bench
     where = (
@@ -99,104 +113,104 @@ def comparison_table(study: Study, entries: list[dict]) -> Table:
     return Table(ROW_HEADERS, rows, caption)
 
 
-def _top1(e: dict) -> tuple[float, str] | None:
-    if e["accuracy"]:
-        return e["accuracy"].metrics["top1"], "measured"
-    if e["paper"] and e["paper"].top1 is not None:
-        return e["paper"].top1, "paper"
-    return None
+@dataclass(frozen=True)
+class StudyFigure:
+    name: str  # file stem under figures/
+    caption: str
+    figure: object  # a matplotlib Figure
 
 
-def study_figures(study: Study, entries: list[dict], device: str) -> list[tuple[str, str, object]]:
-    """(name, caption, matplotlib Figure) for every trade-off that has data."""
-    out = []
-    cost_panels = []
-    for label, key, scale in (
-        ("FLOPs (billions, per image)", "flops", 1e9),
-        ("parameters (millions)", "params", 1e6),
-    ):
-        points = []
-        for e in entries:
-            fam = family_of(e["model"])
-            p = e["paper"]
-            if (
-                p
-                and p.top1 is not None
-                and getattr(p, f"{key}_b" if key == "flops" else "params_m")
-            ):
-                value = p.flops_b if key == "flops" else p.params_m
-                points.append(Point(value, p.top1, e["model"], fam, "paper"))
-            acc = e["accuracy"]
-            if acc:
-                trained = model_cost(parse_model(acc.model).spec)
-                points.append(
-                    Point(
-                        getattr(trained, key) / scale,
-                        acc.metrics["top1"],
-                        f"{e['model']} [{acc.config.get('data', '?')}]",
-                        fam,
-                        "measured",
-                    )
-                )
+def cost_points(entries: list[Entry], key: str) -> list[Point]:
+    """Top-1 against `key` ("flops", billions, or "params", millions): the paper's points,
+    and ours at the cost of the model actually trained."""
+    scale = 1e9 if key == "flops" else 1e6
+    points = []
+    for e in entries:
+        family, p = family_of(e.model), e.paper
+        reported = (p.flops_b if key == "flops" else p.params_m) if p else None
+        if p and p.top1 is not None and reported:
+            points.append(Point(reported, p.top1, e.model, family, "paper"))
+        if e.accuracy:
+            trained = model_cost(parse_model(e.accuracy.model).spec)
+            label = f"{e.model} [{e.accuracy.config.get('data', '?')}]"
+            top1 = e.accuracy.metrics["top1"]
+            points.append(Point(getattr(trained, key) / scale, top1, label, family, "measured"))
+    return points
+
+
+def cost_figure(study: Study, entries: list[Entry]) -> StudyFigure | None:
+    panels = []
+    axes = (("FLOPs (billions, per image)", "flops"), ("parameters (millions)", "params"))
+    for label, key in axes:
+        points = cost_points(entries, key)
         if points:
-            cost_panels.append((label, f"top-1 against {key}", points))
-    if cost_panels:
-        figure = tradeoff(
-            cost_panels,
-            title=f"{study.title}: cost against accuracy",
-            y_label="top-1 accuracy (%)",
-            log_x=True,
-        )
-        out.append(
-            (
-                f"{study.name}-cost",
-                "Cost against top-1: paper-reported (ImageNet) and "
-                "measured here (cost of the model trained, on its dataset)",
-                figure,
-            )
-        )
+            panels.append((label, f"top-1 against {key}", points))
+    if not panels:
+        return None
+    figure = tradeoff(
+        panels, title=f"{study.title}: cost against accuracy", y_label="top-1 accuracy (%)",
+        log_x=True,
+    )  # fmt: skip
+    caption = (
+        "Cost against top-1: paper-reported (ImageNet) and measured here (cost of the model "
+        "trained, on its dataset)"
+    )
+    return StudyFigure(f"{study.name}-cost", caption, figure)
+
+
+#: measured quantities plotted against top-1: (figure name, quantity, unit, value of an entry)
+MEASURED = (
+    ("throughput", "throughput", "images/s", lambda e: e.metric("images_per_s")),
+    ("memory", "peak memory", "MiB", lambda e: _mib(e.peak_memory)),
+    ("energy", "energy", "J/image", lambda e: e.metric("joules_per_image")),
+)
+
+
+def _mib(nbytes: int | None) -> float | None:
+    return None if nbytes is None else nbytes / 2**20
+
+
+def measured_figures(study: Study, entries: list[Entry], device: str) -> list[StudyFigure]:
     bench = study.bench
     where = ""
     if bench:
         size = bench.overrides.replace("resolution=", "") if bench.overrides else "224"
         where = f"; {device}, {size}x{size}, batch {bench.batch_size}, {bench.dtype}"
-    for key, label, name in (
-        ("images_per_s", f"throughput (images/s{where})", "throughput"),
-        ("peak_memory", f"peak memory (MiB{where})", "memory"),
-        ("joules_per_image", f"energy (J/image{where})", "energy"),
-    ):
+    out = []
+    for name, quantity, unit, value in MEASURED:
         points = []
         for e in entries:
-            top1 = _top1(e)
-            if e[key] is None or top1 is None:
-                continue
-            x = e[key] / 2**20 if key == "peak_memory" else e[key]
-            points.append(Point(x, top1[0], e["model"], family_of(e["model"]), top1[1]))
-        if points:
-            figure = tradeoff(
-                [(label, f"measured {name} against top-1", points)],
-                title=f"{study.title}: {name}",
-                y_label="top-1 accuracy (%)",
-                sources={"paper": "top-1 from the paper", "measured": "top-1 measured here"},
-            )
-            out.append(
-                (
-                    f"{study.name}-{name}",
-                    f"Measured {name} against top-1; the top-1 is "
-                    "measured where a training record exists, else the paper's",
-                    figure,
-                )
-            )
+            x, top1 = value(e), e.top1()
+            if x is not None and top1 is not None:
+                points.append(Point(x, top1[0], e.model, family_of(e.model), top1[1]))
+        if not points:
+            continue
+        figure = tradeoff(
+            [(f"{quantity} ({unit}{where})", f"measured {name} against top-1", points)],
+            title=f"{study.title}: {name}",
+            y_label="top-1 accuracy (%)",
+            sources={"paper": "top-1 from the paper", "measured": "top-1 measured here"},
+        )
+        caption = (
+            f"Measured {name} against top-1; the top-1 is measured where a training record "
+            "exists, else the paper's"
+        )
+        out.append(StudyFigure(f"{study.name}-{name}", caption, figure))
     return out
 
 
-def layer_table(study: Study, model: str, store: RecordStore, device: str) -> Table:
-    cost = model_cost(parse_model(model).spec)
-    config = bench_config(study, model, device) if study.bench else None
+def study_figures(study: Study, entries: list[Entry], device: str) -> list[StudyFigure]:
+    """Every trade-off figure of the study that has data."""
+    cost = cost_figure(study, entries)
+    return ([cost] if cost else []) + measured_figures(study, entries, device)
+
+
+def layer_table(study: Study, entry: Entry, store: RecordStore, device: str) -> Table:
+    config = bench_config(study, entry.model, device) if study.bench else None
     timed = store.find("layers", lambda r: config and r.config == config.to_dict())
     times = timed.metrics["layers"] if timed else {}
     rows = []
-    for row in cost.grouped("block"):
+    for row in entry.cost.grouped("block"):
         prefix = row["name"]
         ms = sum(t for n, t in times.items() if n == prefix or n.startswith(prefix + "."))
         rows.append(
@@ -213,7 +227,7 @@ def layer_table(study: Study, model: str, store: RecordStore, device: str) -> Ta
     return Table(
         ("block", "params", "FLOPs", "activations", "FLOPs share", "latency ms"),
         rows,
-        f"{model}: per block, analytic at 224x224{where}",
+        f"{entry.model}: per block, analytic at 224x224{where}",
     )
 
 
@@ -227,10 +241,10 @@ def kernel_table(store: RecordStore, device: str) -> Table | None:
             r["backend"],
             r["shape"],
             r["dtype"],
-            _fmt(r["forward_ms"], 3),
-            _fmt(r["forward_backward_ms"], 3),
-            _fmt(r["floor_ratio"], 1),
-            _fmt(r["conv_ratio"], 1),
+            fixed(r["forward_ms"], 3),
+            fixed(r["forward_backward_ms"], 3),
+            fixed(r["floor_ratio"], 1),
+            fixed(r["conv_ratio"], 1),
             r["note"] or "",
         ]
         for r in record.metrics["rows"]
@@ -272,15 +286,16 @@ def render_report(
         blocks.append(Heading(2, study.title))
         blocks += [Paragraph(note) for note in study.notes]
         if study.models:
-            entries = entry_rows(study, store, device)
+            entries = entries_of(study, store, device)
             table = comparison_table(study, entries)
             blocks.append(table)
             (folder / "tables" / f"{study.name}.csv").write_text(to_csv(table.headers, table.rows))
-            for name, caption, figure in study_figures(study, entries, device):
-                blocks.append(Figure(name, caption, _save(figure, folder, name)))
+            for made in study_figures(study, entries, device):
+                png = _save(made.figure, folder, made.name)
+                blocks.append(Figure(made.name, made.caption, png))
             if study.layer_tables:
                 blocks.append(Heading(3, "Per-block tables"))
-                blocks += [layer_table(study, m, store, device) for m in study.models]
+                blocks += [layer_table(study, e, store, device) for e in entries]
         if study.kernels:
             table = kernel_table(store, device)
             blocks.append(table or Paragraph("No kernel measurement on this device."))

@@ -9,6 +9,9 @@ checkpoint.py   atomic checkpoints with RNG states
 distributed.py  torchrun / DistributedDataParallel (NCCL on GPUs, gloo on CPU)
 trainer.py      a run: resume, epochs, log, final Record(kind="train")
 evaluation.py   a checkpoint on a test split: Record(kind="eval")
+progress.py     progress bars of epochs and steps
+setup.py        the model fitted to the data, built and placed
+runs.py         a run started by another command (a report): one call, one record
 """
 
 from sasa_bench.train.config import RECIPES, TrainConfig, make_config

@@ -62,8 +62,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path | str) -> None:
     """`module.load_state_dict(weights)`, with a one-line error where the names or shapes are
-    another model's (or another sasa_bench version's: SASA layers hold one `qkv` projection
-    since the kernels issue; earlier checkpoints had query/key/value)."""
+    another model's, or another sasa_bench version's (CHANGELOG.md lists the renames)."""
     try:
         module.load_state_dict(weights)
     except RuntimeError as error:

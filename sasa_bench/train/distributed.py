@@ -16,9 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sasa_bench.devices import resolve_device
 from sasa_bench.errors import SasaBenchError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -39,20 +38,23 @@ class World:
 
 
 def init_world(device: str = "auto") -> World:
-    """Join the process group torchrun describes (if any) and pick this process's device."""
-    if device not in DEVICES:
-        raise SasaBenchError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise SasaBenchError("--device cuda: no CUDA device is available")
+    """Join the process group torchrun describes (if any) and pick this process's device:
+    `auto`, `cpu`, `cuda` or `cuda:N` (`sasa_bench.devices`). Under torchrun each process
+    takes the GPU of its local rank, so an index is only accepted for one process."""
+    target = resolve_device(device, kinds=("cpu", "cuda"))
+    cuda = target.type == "cuda"
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
-        torch.cuda.set_device(local_rank)
-        target = torch.device("cuda", local_rank)
-    else:
-        target = torch.device("cpu")
+        if target.index is not None and size > 1:
+            raise SasaBenchError(
+                f"--device {device}: under torchrun each process uses the GPU of its local "
+                "rank; use --device cuda"
+            )
+        index = local_rank if target.index is None else target.index
+        torch.cuda.set_device(index)
+        target = torch.device("cuda", index)
     if size > 1 and not dist.is_initialized():
         backend = "nccl" if cuda else "gloo"
         kwargs = {"device_id": target} if cuda else {}

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from sasa_bench.errors import SasaBenchError, SpecError
-from sasa_bench.models.registry import NamedModel, canonical_name, parse_model
-from sasa_bench.models.resnet import plan_blocks
-from sasa_bench.results import Record, append_record, environment
+from sasa_bench.models.registry import NamedModel, parse_model
+from sasa_bench.models.resnet import model_cost, plan_blocks
+from sasa_bench.records import Record, append_record, environment
 from sasa_bench.train.checkpoint import CheckpointError, load_checkpoint, load_weights
 from sasa_bench.train.datasets import Dataset
 from sasa_bench.train.distributed import close_world, init_world
 from sasa_bench.train.loaders import make_loader
 from sasa_bench.train.loop import Step, evaluate
 from sasa_bench.train.progress import Progress
-from sasa_bench.train.setup import cost_fields, place_model, run_info
+from sasa_bench.train.setup import place_model, run_info
 
 WEIGHTS = ("auto", "ema", "raw")
 
@@ -33,9 +33,9 @@ def checkpoint_model(
         raise SpecError(
             f"{saved.name} has absolute positions, built for {saved.spec.resolution} only"
         )
-    spec = saved.spec.replace(resolution=resolution)
-    plan_blocks(spec)
-    return NamedModel(canonical_name(saved.preset, spec), saved.preset, spec)
+    named = saved.replace(resolution=resolution)
+    plan_blocks(named.spec)  # raises SpecError if the resolution is too small for the net
+    return named
 
 
 def evaluate_checkpoint(
@@ -101,7 +101,7 @@ def evaluate_checkpoint(
             "images_per_s": metrics["images"] / max(metrics["seconds"], 1e-9),
             "epochs": state["epoch"],
         },
-        cost=cost_fields(named.spec),
+        cost=model_cost(named.spec).totals(),
         env=environment(str(world.device)),
     )  # fmt: skip
     if results is not None and world.is_main:

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sasa_bench.analysis.complexity import model_cost
 from sasa_bench.errors import SpecError
-from sasa_bench.models.registry import NamedModel, canonical_name
+from sasa_bench.models.registry import NamedModel
 from sasa_bench.models.resnet import build_model, plan_blocks
 from sasa_bench.models.spec import ModelSpec
 from sasa_bench.train.datasets import Dataset
@@ -32,9 +31,9 @@ def fit_to_data(model: NamedModel, dataset: Dataset, given: Collection[str]) -> 
             f"num_classes={model.spec.num_classes}, but {dataset.spec} has "
             f"{dataset.num_classes} classes"
         )
-    spec = model.spec.replace(**options)
-    plan_blocks(spec)  # raises SpecError if the resolution is too small for the net
-    return NamedModel(canonical_name(model.preset, spec), model.preset, spec)
+    fitted = model.replace(**options)
+    plan_blocks(fitted.spec)  # raises SpecError if the resolution is too small for the net
+    return fitted
 
 
 def place_model(spec: ModelSpec, step: Step, *, attn_impl: str) -> nn.Module:
@@ -43,12 +42,6 @@ def place_model(spec: ModelSpec, step: Step, *, attn_impl: str) -> nn.Module:
     if step.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def cost_fields(spec: ModelSpec) -> dict[str, Any]:
-    """The analytic cost at the trained resolution, as every record kind stores it."""
-    cost = model_cost(spec)
-    return {"params": cost.params, "macs": cost.macs, "flops": cost.flops}
 
 
 def run_info(world: World) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.models.registry import parse_model
-from sasa_bench.results import Record, append_record, environment, load_records
+from sasa_bench.models.resnet import model_cost
+from sasa_bench.records import Record, append_record, environment, load_records
 from sasa_bench.train import checkpoint as ckpt
 from sasa_bench.train.config import TrainConfig
 from sasa_bench.train.datasets import Dataset
@@ -43,7 +44,7 @@ from sasa_bench.train.loaders import make_loaders
 from sasa_bench.train.loop import Step, StepHook, evaluate, train_epoch
 from sasa_bench.train.optim import WeightEMA, build_optimizer, build_scheduler, set_bn_momentum
 from sasa_bench.train.progress import Progress
-from sasa_bench.train.setup import cost_fields, place_model, run_info
+from sasa_bench.train.setup import place_model, run_info
 
 Echo = Callable[[str], None]
 
@@ -236,7 +237,7 @@ class _Run:
         config |= {"resolution": self.named.spec.resolution, "out": str(self.folder.out)}
         return Record(
             "train", self.named.name, status=status, error=error, config=config, metrics=metrics,
-            cost=cost_fields(self.named.spec), env=environment(str(self.world.device)),
+            cost=model_cost(self.named.spec).totals(), env=environment(str(self.world.device)),
         )  # fmt: skip
 
     def _final(self) -> Record:

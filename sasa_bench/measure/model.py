@@ -1,0 +1,289 @@
+"""One benchmark measurement, in this process: build, warm up, time, and return a Record.
+
+`measure(config)` never raises for a failed measurement: it returns a Record with
+status "failed" and the error, so that a sweep (`sasa_bench.measure.sweep`) records it and goes on.
+Out of memory is retried with half the batch, down to 1; the asked batch stays in
+`config.batch_size`, the one measured is `metrics.batch_size`, and `metrics.oom_batch_sizes`
+lists the sizes that ran out of memory (timm's benchmark halved silently and misled its users).
+
+Modes: `infer` times one forward pass under `torch.inference_mode()`; `train` times forward,
+cross-entropy loss, backward and an SGD step, and puts the BatchNorm running statistics back
+afterwards. `--dtype bf16` alone casts weights and inputs; with `--amp` the weights stay fp32 and
+the forward runs under autocast to that dtype (fp16 training then uses a GradScaler).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sasa_bench.devices import DTYPES, MODES, check_device
+from sasa_bench.errors import SasaBenchError
+from sasa_bench.kernels import get_backend
+from sasa_bench.measure.memory import PeakMemory
+from sasa_bench.measure.power import PowerMonitor
+from sasa_bench.measure.timing import summarize, time_steps, timer_name, warm_up
+from sasa_bench.models.registry import NamedModel, parse_model
+from sasa_bench.models.resnet import IN_CHANNELS, build_model, model_cost
+from sasa_bench.models.spec import ModelSpec
+from sasa_bench.records import Record, environment
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one measurement was asked to do (stored as `Record.config`)."""
+
+    model: str  # canonical name; the resolution is part of it (the spec's)
+    device: str = "cpu"
+    dtype: str = "fp32"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    mode: str = "infer"
+    batch_size: int = 8  # asked; metrics.batch_size is the one measured
+    attn_impl: str = "reference"
+    warmup: int = 5
+    iters: int = 20
+    threads: int | None = None  # torch intra-op threads on CPU; None: torch's default
+    seed: int = 0
+
+    @functools.cached_property
+    def named(self) -> NamedModel:
+        """The parsed model (parsed once per config)."""
+        return parse_model(self.model)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.named.spec
+
+    @property
+    def layout(self) -> str:
+        return "channels_last" if self.channels_last else "contiguous"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields plus the derived ones a reader filters on (resolution, layout)."""
+        return {**asdict(self), "resolution": self.spec.resolution, "layout": self.layout}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BenchConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def validate(self) -> BenchConfig:
+        """Raise SasaBenchError for what the user can fix; return self."""
+        self.spec  # noqa: B018 - parses the model name
+        get_backend(self.attn_impl)
+        check_device(self.device)
+        if self.dtype not in DTYPES:
+            raise SasaBenchError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.amp and self.dtype == "fp32":
+            raise SasaBenchError("--amp needs --dtype bf16 or fp16 (the dtype autocast runs in)")
+        if self.mode not in MODES:
+            raise SasaBenchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.batch_size < 1 or self.iters < 1 or self.warmup < 0 or (self.threads or 1) < 1:
+            raise SasaBenchError("batch size, --iters and --threads must be >= 1, --warmup >= 0")
+        return self
+
+
+def bench_environment(device: str) -> dict[str, Any]:
+    """results.environment() plus what bears on CPU and multi-GPU numbers."""
+    env = environment(device)
+    env["torch_threads"] = torch.get_num_threads()
+    env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return env
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def measure(config: BenchConfig) -> Record:
+    """Measure `config` (halving the batch on out-of-memory); a failure is a failed Record."""
+    spec = config.spec
+    record = Record(
+        "bench",
+        config.named.name,
+        config=config.to_dict(),
+        cost=model_cost(spec).totals(),
+        env=bench_environment(config.device),
+    )
+    batch, oom = config.batch_size, []
+    while True:
+        error = None
+        try:
+            metrics = measure_once(spec, config, batch)
+        except Exception as caught:  # recorded, never lost: the sweep goes on
+            error = caught
+        if error is None:
+            record.metrics = {**metrics, "oom_batch_sizes": oom, "oom_retries": len(oom)}
+            return record
+        if not is_out_of_memory(error):
+            record.status = "failed"
+            record.error = f"{type(error).__name__}: {error}".strip()
+            record.metrics = {"batch_size": batch, "oom_batch_sizes": oom}
+            return record
+        oom.append(batch)
+        del error  # the traceback holds the tensors of the failed step
+        release_memory()
+        if batch == 1:
+            record.status = "failed"
+            record.error = "out of memory at every batch size tried: " + ", ".join(map(str, oom))
+            record.metrics = {"batch_size": None, "oom_batch_sizes": oom}
+            return record
+        batch //= 2
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, Any]:
+    """Metrics of one measurement at `batch` (raises on failure, out of memory included)."""
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model, inputs = prepare(spec, config, batch, device)
+    step = make_step(model, inputs, config, spec.num_classes)
+    with preserved_batchnorm(model), intra_op_threads(config.threads):
+        threads = torch.get_num_threads()
+        first_ms = warm_up(step, device, config.warmup)
+        memory = PeakMemory(device)
+        memory.reset()
+        with PowerMonitor(config.device) as power:
+            samples = time_steps(step, device, config.iters)
+    timing = summarize(samples)
+    peak = memory.read()
+    energy = power.result(images=batch * config.iters)
+    flops = model_cost(spec).flops
+    return {
+        "batch_size": batch,
+        "iters": config.iters,
+        "warmup": config.warmup,
+        "timer": timer_name(device),
+        "threads": threads,
+        "first_step_ms": first_ms,
+        "samples_ms": list(timing.samples_ms),
+        "median_ms": timing.median_ms,
+        "iqr_ms": timing.iqr_ms,
+        "min_ms": timing.min_ms,
+        "max_ms": timing.max_ms,
+        "mean_ms": timing.mean_ms,
+        "spread": timing.spread,
+        "spread_wide": timing.wide,
+        "latency_ms": timing.median_ms,  # per batch
+        "images_per_s": 1e3 * batch / timing.median_ms,
+        "forward_flops_per_s": flops * 1e3 * batch / timing.median_ms,
+        **{k: v for k, v in peak.to_dict().items() if k != "note"},
+        **{k: v for k, v in energy.to_dict().items() if k != "note"},
+        "notes": [
+            note
+            for note in (_warmup_note(config), timing.warning(), peak.note, energy.note)
+            if note
+        ],
+    }
+
+
+def _warmup_note(config: BenchConfig) -> str | None:
+    if config.warmup:
+        return None
+    return "no warm-up: one-off costs of the first step (allocation, tuning) are in the samples"
+
+
+def prepare(
+    spec: ModelSpec, config: BenchConfig, batch: int, device: torch.device
+) -> tuple[nn.Module, torch.Tensor]:
+    """The model and a batch of random images, in the dtype and memory layout asked."""
+    dtype = DTYPES[config.dtype]
+    weights_dtype = torch.float32 if config.amp else dtype
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = build_model(spec, attn_impl=config.attn_impl)
+    model = model.to(device=device, dtype=weights_dtype, memory_format=layout)
+    size = (batch, IN_CHANNELS, spec.resolution, spec.resolution)
+    inputs = torch.randn(size, device=device, dtype=weights_dtype).contiguous(memory_format=layout)
+    if config.compile:
+        model = torch.compile(model)
+    return model, inputs
+
+
+def make_step(
+    model: nn.Module, inputs: torch.Tensor, config: BenchConfig, num_classes: int
+) -> Callable[[], object]:
+    """The closure that is timed: inference, or one full training step."""
+    device = inputs.device
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if not config.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=DTYPES[config.dtype])
+
+    if config.mode == "infer":
+        model.eval()
+
+        def infer() -> object:
+            with torch.inference_mode(), autocast():
+                return model(inputs)
+
+        return infer
+
+    model.train()
+    target = torch.randint(0, num_classes, (inputs.shape[0],), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type) if config.amp and config.dtype == "fp16" else None
+
+    def train() -> object:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(model(inputs), target)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return loss
+
+    return train
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch.set_num_threads(threads) for the block (None: leave it)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def preserved_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Put every BatchNorm's running statistics back as they were (train steps update them)."""
+    saved = {
+        name: buffer.detach().clone()
+        for name, buffer in model.named_buffers()
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+    }
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in saved:
+                    buffer.copy_(saved[name])

@@ -1,0 +1,194 @@
+"""Typed, versioned result records with their environment; JSONL in and out.
+
+Every measurement (benchmark, training, evaluation) is one `Record`, appended to a JSONL file
+as soon as it exists (flushed and fsynced, so a crash loses nothing written before it). Records
+of every kind share the identifying fields (`kind`, `model`, `cost`, `env`), so reports can join
+a throughput record with an accuracy record of the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import functools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sasa_bench import __version__
+from sasa_bench.errors import SasaBenchError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Record:
+    kind: str  # "bench" | "train" | "eval" | ...
+    model: str  # canonical model name (sasa_bench.models.registry)
+    status: str = "ok"  # "ok" | "failed"
+    error: str | None = None  # why, when failed
+    config: dict[str, Any] = field(default_factory=dict)  # what was asked
+    metrics: dict[str, Any] = field(default_factory=dict)  # what was measured
+    cost: dict[str, Any] = field(default_factory=dict)  # analytic params, macs, flops
+    env: dict[str, Any] = field(default_factory=dict)  # environment(), at measurement time
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Record:
+        version = raw.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SasaBenchError(
+                f"record schema_version {version!r} is not {SCHEMA_VERSION} (written by another "
+                "sasa_bench version)"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def retried_batch(record: Record) -> int | None:
+    """The batch measured when out-of-memory retries made it differ from the asked one."""
+    asked, used = record.config.get("batch_size"), record.metrics.get("batch_size")
+    return used if record.metrics.get("oom_batch_sizes") and used != asked else None
+
+
+def append_record(path: str | os.PathLike[str], record: Record) -> None:
+    """Append one record as a line, durably (flush + fsync). A line torn by an earlier crash is
+    closed first, so it cannot swallow this record."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        prefix = b""
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            prefix = b"" if handle.read(1) == b"\n" else b"\n"
+        handle.write(prefix + record.to_json().encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def load_records(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Record]:
+    """Records of one or several JSONL files. Lines torn by a crash are skipped with a warning;
+    a file in which no line is a record is an error."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    records = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise SasaBenchError(f"no results file {str(path)!r}")
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        good = []
+        for line in lines:
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(raw, dict):
+                good.append(Record.from_dict(raw))
+        if lines and not good:
+            raise SasaBenchError(f"{path} is not a sasa_bench results file (no JSON records)")
+        if len(good) < len(lines):
+            print(
+                f"warning: {path}: skipped {len(lines) - len(good)} torn line(s)", file=sys.stderr
+            )
+        records += good
+    return records
+
+
+def to_dataframe(records: Iterable[Record]):
+    """One row per record; config, metrics, cost and env flattened with dotted column names."""
+    import pandas as pd
+
+    return pd.json_normalize([dataclasses.asdict(r) for r in records])
+
+
+@functools.cache
+def _static_environment() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "sasa_bench": __version__,
+        "git_sha": _git_sha(),
+    }
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Where a measurement ran: host, CPU, GPU name and count, driver, CUDA/cuDNN/torch, git."""
+    env = dict(_static_environment())
+    env["device"] = device
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    env["gpu_count"] = gpu_count
+    env["gpu"] = None
+    env["driver"] = None
+    if gpu_count:
+        index = 0
+        if device and device.startswith("cuda"):
+            index = torch.device(device).index or 0
+        env["gpu"] = torch.cuda.get_device_name(index)
+        env["driver"] = _nvidia_driver()
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_sha() -> str | None:
+    """The commit of this sasa_bench checkout (with '-dirty' for local changes), if any."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else version
+    except Exception:  # NVML missing or unusable: the driver is simply unknown
+        return None

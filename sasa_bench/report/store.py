@@ -1,0 +1,66 @@
+"""What a report has recorded, and how an entry of a study finds its records.
+
+The records file is the report's memory: what exists is reused, what is new is appended the
+moment it exists, so an interrupted report, run again, measures only what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sasa_bench.measure.model import BenchConfig
+from sasa_bench.models.registry import with_options
+from sasa_bench.records import Record, append_record, load_records
+from sasa_bench.report.study import Study
+from sasa_bench.train.datasets import open_dataset
+from sasa_bench.train.setup import fit_to_data
+
+
+class RecordStore:
+    """The report's records file, and records given from elsewhere (`--results`)."""
+
+    def __init__(self, path: Path, external: list[Record]) -> None:
+        self.path = path
+        self.records = load_records(path) if path.is_file() else []
+        self.external = external
+
+    def add(self, record: Record) -> Record:
+        append_record(self.path, record)
+        self.records.append(record)
+        return record
+
+    def find(self, kind: str, match: Callable[[Record], bool]) -> Record | None:
+        """The latest ok record of `kind` that `match` accepts."""
+        for record in reversed(self.external + self.records):
+            if record.kind == kind and record.status == "ok" and match(record):
+                return record
+        return None
+
+
+def bench_config(study: Study, model: str, device: str) -> BenchConfig:
+    """The measurement of an entry: the study's bench plan applied to the entry's model."""
+    plan = study.bench
+    return BenchConfig(
+        with_options(model, plan.overrides).name, device=device, dtype=plan.dtype,
+        channels_last=plan.channels_last, batch_size=plan.batch_size, warmup=plan.warmup,
+        iters=plan.iters,
+    )  # fmt: skip
+
+
+def trained_model(model: str, overrides: str, data: str) -> str:
+    """The canonical name a training run on `data` gives the entry (input size, classes)."""
+    return fit_to_data(with_options(model, overrides), open_dataset(data), ()).name
+
+
+def accuracy_record(store: RecordStore, study: Study, model: str) -> Record | None:
+    """A training/eval record of this entry: the study's own smoke run, or one given with
+    --results for the model itself (e.g. an ImageNet run of `sasa50`)."""
+    names = {with_options(model, "").name}
+    if study.train and model in study.train.models:
+        names.add(trained_model(model, study.train.overrides, study.train.data))
+    for kind in ("train", "eval"):
+        found = store.find(kind, lambda r: r.model in names and "top1" in r.metrics)
+        if found:
+            return found
+    return None

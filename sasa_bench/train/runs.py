@@ -1,0 +1,51 @@
+"""A training run started by another command (a report): one call, one record, never a raise."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from sasa_bench.records import Record
+from sasa_bench.train.config import make_config
+from sasa_bench.train.datasets import open_dataset
+from sasa_bench.train.trainer import train
+
+
+def run_folder(parent: Path, model: str) -> Path:
+    """The run folder of `model` under `parent` (its name made safe for a file system)."""
+    return parent / re.sub(r"[^A-Za-z0-9_.=-]+", "_", model)
+
+
+def train_record(
+    model: str, *, data: str, recipe: str, epochs: int, device: str, attn_impl: str, out: Path
+) -> Record:
+    """Train `model` (a canonical name, fitted to `data`) in the folder `out`, quietly, resuming
+    where a checkpoint exists there; a run that fails is a failed Record."""
+    quiet = io.StringIO()
+    try:
+        config = make_config(
+            model=model,
+            data=data,
+            recipe=recipe,
+            epochs=epochs,
+            device=device,
+            attn_impl=attn_impl,
+        )
+        return train(
+            config,
+            open_dataset(data),
+            out=out,
+            resume=(out / "checkpoint.pt").exists(),
+            overwrite=True,
+            results=out / "results.jsonl",
+            echo=lambda line: quiet.write(line + "\n"),
+        )
+    except Exception as error:  # a failed run is a record; the caller goes on
+        return Record(
+            "train",
+            model,
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            config={"data": data, "epochs": epochs},
+        )
