@@ -8,7 +8,7 @@ import torch
 from rich.table import Table
 
 from sasa_bench.cli.common import console, print_json
-from sasa_bench.devices import DTYPES, check_device
+from sasa_bench.devices import DTYPES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import fixed, human
 from sasa_bench.kernels import BACKENDS
@@ -74,8 +74,7 @@ def _backends(text: str | None) -> list[str]:
 def _dtypes(text: str | None, default: str) -> list[str]:
     names = [n.strip() for n in (text or default).split(",") if n.strip()]
     for name in names:
-        if name not in DTYPES:
-            raise SasaBenchError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+        check_dtype(name)
     return names
 
 

@@ -123,7 +123,9 @@ def verify_backend(
         errors = {
             t: _relative_error(a, b) for t, a, b in zip(TENSORS, ours, reference, strict=True)
         }
-        results.append(Verification(name, dtype_name, case.label(), errors, THRESHOLDS[dtype], note))
+        results.append(
+            Verification(name, dtype_name, case.label(), errors, THRESHOLDS[dtype], note)
+        )
     return results
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sasa_bench.devices import DTYPES, MODES, check_device
+from sasa_bench.devices import DTYPES, MODES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import get_backend
 from sasa_bench.measure.memory import PeakMemory
@@ -83,8 +83,7 @@ class BenchConfig:
         self.spec  # noqa: B018 - parses the model name
         get_backend(self.attn_impl)
         check_device(self.device)
-        if self.dtype not in DTYPES:
-            raise SasaBenchError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         if self.amp and self.dtype == "fp32":
             raise SasaBenchError("--amp needs --dtype bf16 or fp16 (the dtype autocast runs in)")
         if self.mode not in MODES:
@@ -95,7 +94,7 @@ class BenchConfig:
 
 
 def bench_environment(device: str) -> dict[str, Any]:
-    """results.environment() plus what bears on CPU and multi-GPU numbers."""
+    """records.environment() plus what bears on CPU and multi-GPU numbers."""
     env = environment(device)
     env["torch_threads"] = torch.get_num_threads()
     env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sasa_bench import __version__
-from sasa_bench.devices import DTYPES, MODES
+from sasa_bench.devices import MODES, check_dtype
 from sasa_bench.errors import SasaBenchError
 
 FORMAT = "sasa_bench-baseline"
@@ -59,8 +59,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.tolerance < 0 or self.memory_tolerance < 0:
             raise SasaBenchError("tolerances must be >= 0")
-        if self.dtype not in DTYPES:
-            raise SasaBenchError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         if self.timer not in TIMERS:
             raise SasaBenchError(f"unknown timer {self.timer!r}; known: {', '.join(TIMERS)}")
         if self.timer == "thread-cpu" and (self.threads != 1 or "cpu" not in self.device):
