@@ -151,3 +151,14 @@ def test_compare_by_a_config_field_in_one_file(capsys, tmp_path):
 def test_compare_user_errors(capsys, two_machines, argv, message):
     code, _, err = run_cli(capsys, "compare", *map(str, two_machines), *argv)
     assert code == 2 and message in err
+
+
+def test_compare_marks_an_unreliable_measurement(tmp_path):
+    from sasa_bench.report.compare import compare, load_labelled
+
+    path = tmp_path / "busy.jsonl"
+    append_record(path, bench_record("resnet50", ips=20.0))
+    append_record(path, bench_record("sasa50", ips=5.0, reliable=False))
+    rows = {r["key"]["model"]: r for r in compare(load_labelled([str(path)]), by="file").rows}
+    assert rows["sasa50"]["flags"] == {"busy.jsonl": "unreliable"}
+    assert rows["resnet50"]["flags"] == {}

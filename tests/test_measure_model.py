@@ -16,7 +16,9 @@ from sasa_bench.records import (
     to_dataframe,
 )
 
-TINY = BenchConfig("resnet26:resolution=32", batch_size=2, warmup=1, iters=2, threads=1)
+TINY = BenchConfig(
+    "resnet26:resolution=32", batch_size=2, warmup=1, iters=2, threads=1, max_time_s=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,9 @@ def test_a_measurement_records_config_metrics_cost_and_environment(infer_record)
     assert config["attn_impl"] == "reference" and config["device"] == "cpu"
     m = record.metrics
     assert m["batch_size"] == 2 and m["oom_retries"] == 0 and m["oom_batch_sizes"] == []
-    assert len(m["samples_ms"]) == 2 and m["timer"] == "perf_counter" and m["threads"] == 1
+    assert len(m["samples_ms"]) == 2 and m["timer"] == "thread-cpu" and m["threads"] == 1
+    assert m["stopped_by"] in ("stable", "budget") and len(m["wall_samples_ms"]) == 2
+    assert m["contention"]["threads"] == 1 and isinstance(m["reliable"], bool)
     assert m["median_ms"] == pytest.approx(sum(m["samples_ms"]) / 2)
     assert m["images_per_s"] == pytest.approx(2e3 / m["median_ms"])
     assert m["latency_ms"] == m["median_ms"] and m["min_ms"] <= m["median_ms"]

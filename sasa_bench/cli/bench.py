@@ -16,10 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sasa_bench.cli.common import add_override_arguments, console, model_from_args, print_json
+from sasa_bench.cli.common import (
+    add_override_arguments,
+    console,
+    model_from_args,
+    print_json,
+    thread_count,
+)
 from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
-from sasa_bench.format import human
+from sasa_bench.format import binary_bytes
 from sasa_bench.measure.model import BenchConfig
 from sasa_bench.measure.sweep import DEFAULT_TIMEOUT_S, run_sweep
 from sasa_bench.models.registry import PRESETS
@@ -51,8 +57,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--batch-sizes", type=_ints, metavar="1,8,64", help="default 8")
     run.add_argument("--attn-impl", type=_names(), default=["reference"], metavar="NAME[,NAME]")
     run.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    run.add_argument("--iters", type=int, default=20, help="timed steps (default 20)")
-    run.add_argument("--threads", type=int, help="torch intra-op threads (CPU)")
+    run.add_argument(
+        "--iters",
+        type=int,
+        default=10,
+        help="at least N timed steps (default 10); more until IQR/median < 5%% or --max-time",
+    )
+    run.add_argument(
+        "--max-time", type=float, default=10.0, metavar="S", help="seconds of timed steps (10)"
+    )
+    run.add_argument(
+        "--threads",
+        type=thread_count,
+        help="torch intra-op threads: N, or auto (the cores idle now); default 1 on a CPU, "
+        "timed in its CPU time",
+    )
     run.add_argument(
         "--timeout",
         type=float,
@@ -124,6 +143,7 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
             warmup=args.warmup,
             iters=args.iters,
             threads=args.threads,
+            max_time_s=args.max_time,
         ).validate()
         for model, mode, impl, batch in product(
             expand_models(args.models, args), args.mode, args.attn_impl, args.batch_sizes or [8]
@@ -187,12 +207,19 @@ def setup_text(config: dict) -> str:
     return " ".join(parts)
 
 
+def status_text(record: Record) -> str:
+    """ok, failed, or unreliable (the reasons are printed under the table)."""
+    if record.status != "ok":
+        return "failed"
+    return "ok" if record.metrics.get("reliable", True) else "UNRELIABLE"
+
+
 def print_summary(records: list[Record], out: str | None) -> None:
     show = console()
     table = Table(title="sasa-bench bench (median over the timed steps)")
     for column in ("model", "mode", "device", "setup", "batch"):
         table.add_column(column, no_wrap=True)
-    for column in ("images/s", "ms/batch", "IQR", "min ms", "peak mem", "J/image"):
+    for column in ("images/s", "ms/batch", "IQR", "n", "timer", "peak mem", "J/image"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("status")
     for record in records:
@@ -208,10 +235,11 @@ def print_summary(records: list[Record], out: str | None) -> None:
             f"{m['images_per_s']:.1f}" if ok else "-",
             f"{m['median_ms']:.2f}" if ok else "-",
             f"{100 * m['spread']:.0f}%" if ok else "-",
-            f"{m['min_ms']:.2f}" if ok else "-",
-            human(memory, "B") if ok and memory else "-",
+            str(m.get("samples", "-")) if ok else "-",
+            f"{m.get('timer')}, {m.get('threads')} thr" if ok else "-",
+            binary_bytes(memory) if ok and memory else "-",
             f"{m['joules_per_image']:.3g}" if ok and m.get("joules_per_image") else "-",
-            "ok" if ok else "failed",
+            status_text(record),
         )
     show.print(table)
     notes = Counter(note for record in records for note in record.metrics.get("notes", []))
@@ -226,8 +254,10 @@ def print_summary(records: list[Record], out: str | None) -> None:
                 highlight=False,
             )
     show.print(
-        "peak mem: allocator peak on CUDA, host peak RSS on CPU; J/image from NVML's energy "
-        "counter" + (f"; records appended to {out}" if out else "; not saved (use --out)"),
+        "timer: cuda_events (GPU), thread-cpu (one CPU thread, its CPU time: what a busy "
+        "machine does not distort), wall; peak mem: allocator peak on CUDA, host peak RSS on "
+        "CPU; J/image from NVML's energy counter"
+        + (f"; records appended to {out}" if out else "; not saved (use --out)"),
         markup=False,
         highlight=False,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sasa_bench.measure.load import free_cores
 from sasa_bench.models.registry import NamedModel, with_options
 from sasa_bench.models.spec import ATTENTION_ALIASES, LOGITS, POSITIONAL, STEMS
 from sasa_bench.train.config import AMP_DTYPES
@@ -109,3 +110,16 @@ def given_options(args: argparse.Namespace) -> set[str]:
 def is_main_process() -> bool:
     """Rank 0 of a torchrun world (or the only process)."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def thread_count(text: str) -> int:
+    """--threads: N >= 1, or auto: the cores idle now (measured over a quarter second)."""
+    if text == "auto":
+        return free_cores()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a thread count or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be >= 1, got {value}")
+    return value

@@ -1,9 +1,17 @@
-"""`sasa-bench report [STUDY ...]`: measure what is missing and write the report folder."""
+"""`sasa-bench report [STUDY ...]`: measure what is missing and write the report folder.
+
+Progress: on a terminal, a rich bar with each finished item printed above it; off a terminal (a
+log file, CI), one plain line per finished measurement and per training epoch, each with the
+time elapsed, so that a log shows what is happening.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sasa_bench.cli.common import console
@@ -32,23 +40,80 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="report folder (default: reports/<environment>)")
 
 
+class Lines:
+    """One line per event, with the seconds since the report started."""
+
+    def __init__(self, stream=None) -> None:  # None: sys.stdout when printing
+        self.stream, self.started, self.total, self.done = stream, time.perf_counter(), 0, 0
+
+    def __enter__(self) -> Lines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _print(self, text: str) -> None:
+        stamp = f"[{time.perf_counter() - self.started:7.1f} s]"
+        print(f"{stamp} {text}", file=self.stream or sys.stdout, flush=True)
+
+    def begin(self, total: int) -> None:
+        self.total = total
+        self._print(f"{total} measurement(s) to make" if total else "nothing to measure")
+
+    def start(self, label: str) -> None:
+        self._print(f"{self.done + 1}/{self.total} {label} ...")
+
+    def finish(self, label: str, seconds: float, outcome: str) -> None:
+        self.done += 1
+        self._print(f"{self.done}/{self.total} {label}: {outcome} ({seconds:.1f} s)")
+
+    def note(self, text: str) -> None:
+        self._print(f"  {text}")
+
+
+class Bar(Lines):
+    """A rich progress bar; finished items and notes are printed above it."""
+
+    def __init__(self, out: Console) -> None:
+        super().__init__()
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self.bar = Progress(*columns, console=out, transient=True)
+        self.task = self.bar.add_task("measuring", total=None)
+
+    def __enter__(self) -> Bar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def _print(self, text: str) -> None:
+        self.bar.console.print(text, markup=False, highlight=False)
+
+    def begin(self, total: int) -> None:
+        self.total = total
+        self.bar.update(self.task, total=total)
+
+    def start(self, label: str) -> None:
+        self.bar.update(self.task, description=label)
+
+    def finish(self, label: str, seconds: float, outcome: str) -> None:
+        super().finish(label, seconds, outcome)
+        self.bar.advance(self.task)
+
+
 def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or not args.studies  # the bare command is the CPU-sized main job
     out = console()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=out, transient=True) as progress:
+    with Bar(out) if out.is_terminal else Lines() as progress:
         folder = build_report(
-            args.studies or None,
-            device=args.device,
-            smoke=smoke,
-            results=args.results,
-            out=args.out,
-            progress=progress,
-        )
+            args.studies or None, device=args.device, smoke=smoke, results=args.results,
+            out=args.out, progress=progress,
+        )  # fmt: skip
     out.print(f"report: {folder / 'index.html'} (and report.md, figures/, tables/, records.jsonl)")
     return 0

@@ -19,6 +19,7 @@ from sasa_bench.cli.common import (
     is_main_process,
     model_from_args,
     print_json,
+    thread_count,
 )
 from sasa_bench.train.config import OPTIMIZERS, RECIPES, SCHEDULES, make_config
 from sasa_bench.train.datasets import open_dataset
@@ -49,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     add_execution_arguments(run)
     run.add_argument("--workers", type=int, default=4, help="loader processes (image folders)")
+    run.add_argument(
+        "--threads",
+        type=thread_count,
+        help="torch intra-op threads on a CPU: N, or auto (the cores idle now); default 1",
+    )
     run.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATA)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         for name in (
             "epochs", "batch_size", "lr", "optimizer", "momentum", "warmup_epochs", "schedule",
             "label_smoothing", "weight_decay", "ema", "bn_momentum", "seed", "subset", "amp",
-            "device", "workers", "attn_impl",
+            "device", "workers", "attn_impl", "threads",
         )
     }  # fmt: skip
     config = make_config(

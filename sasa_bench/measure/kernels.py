@@ -18,7 +18,8 @@ from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import window_attention
 from sasa_bench.kernels.verify import available_backends
 from sasa_bench.measure.memory import PeakMemory
-from sasa_bench.measure.timing import summarize, time_steps, warm_up
+from sasa_bench.measure.model import intra_op_threads
+from sasa_bench.measure.timing import Stopping, measure_steps, summarize, time_steps, warm_up
 from sasa_bench.records import Record, environment
 
 #: (height, width, channels) of the attention layers of each network, one per layer group
@@ -76,8 +77,13 @@ def skip_reason(backend: str, device: torch.device) -> str | None:
 
 
 def _timed(step, device, warmup: int, iters: int) -> float:
+    """The median ms of `step`: at least `iters` timed calls, more (up to 2 s) until stable,
+    in the timer `measure.timing` chooses (the thread's CPU time on one CPU thread)."""
     warm_up(step, device, warmup)
-    return summarize(time_steps(step, device, iters)).median_ms
+    stopping = Stopping(min_samples=iters, max_samples=5 * iters, budget_s=2.0)
+    return measure_steps(
+        step, device, threads=torch.get_num_threads(), stopping=stopping
+    ).stats.median_ms
 
 
 def bench_shape(
@@ -155,7 +161,7 @@ def _measure(row, name, tensors, kernel_size, heads, device, warmup, iters) -> N
         memory = PeakMemory(device)
         warm_up(forward, device, warmup)
         memory.reset()
-        row.forward_ms = summarize(time_steps(forward, device, iters)).median_ms
+        row.forward_ms = _timed(forward, device, 0, iters)
         row.peak_memory_bytes = memory.read().peak_allocated_bytes  # None off CUDA: no allocator
         # peak, and a process RSS would not be the kernel's
         row.forward_backward_ms = _timed(forward_backward, device, warmup, iters)
@@ -174,24 +180,25 @@ def _measure(row, name, tensors, kernel_size, heads, device, warmup, iters) -> N
 
 def kernel_record(device: str) -> Record:
     """Every available backend at the stage shapes beside a 3x3 conv, as a Record of kind
-    "kernels": ResNet-50's shapes, batch 32, bf16 on a GPU; two small shapes, batch 2, fp32 on
-    a CPU (where the compiled backends would only run interpreted)."""
+    "kernels": ResNet-50's shapes, batch 32, bf16 on a GPU; two small shapes, batch 2, fp32, one
+    thread on a CPU (where the compiled backends would only run interpreted)."""
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     names = [n for n, reason in available_backends().items() if reason is None]
-    bandwidth = copy_bandwidth_gb_per_s(dev, 1024 if cuda else 128)
     rows = []
-    for shape in SHAPES["resnet50" if cuda else "tiny"]:
-        rows += bench_shape(
-            names,
-            shape,
-            batch=32 if cuda else 2,
-            dtype=torch.bfloat16 if cuda else torch.float32,
-            device=dev,
-            warmup=3 if cuda else 1,
-            iters=10 if cuda else 3,
-            bandwidth_gb_per_s=bandwidth,
-        )
+    with intra_op_threads(None if cuda else 1):
+        bandwidth = copy_bandwidth_gb_per_s(dev, 1024 if cuda else 128)
+        for shape in SHAPES["resnet50" if cuda else "tiny"]:
+            rows += bench_shape(
+                names,
+                shape,
+                batch=32 if cuda else 2,
+                dtype=torch.bfloat16 if cuda else torch.float32,
+                device=dev,
+                warmup=3 if cuda else 1,
+                iters=10 if cuda else 3,
+                bandwidth_gb_per_s=bandwidth,
+            )
     return Record(
         "kernels",
         "-",

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from sasa_bench.measure.memory import tensor_peak
-from sasa_bench.measure.model import BenchConfig, prepare
-from sasa_bench.measure.timing import synchronize
+from sasa_bench.measure.model import BenchConfig, intra_op_threads, prepare
+from sasa_bench.measure.timing import choose_timer, synchronize
 from sasa_bench.models.resnet import model_cost
 from sasa_bench.records import Record, environment
 
@@ -43,8 +43,11 @@ def measure_layer_latency(
     warmup: int = 1,
     iters: int = 3,
 ) -> dict[str, dict[str, float | int]]:
-    """{qualified module name: {"time_ms", "peak_memory_bytes", "calls"}} for a forward pass
-    of `model` on `inputs` (under inference_mode; the caller sets eval/train mode).
+    """{qualified module name: {"time_ms", "time_samples_ms", "timer", "peak_memory_bytes",
+    "calls"}} for a forward pass of `model` on `inputs` (under inference_mode; the caller sets
+    eval/train mode). `time_ms` is the median over the passes, `time_samples_ms` one per pass;
+    the timer is the layer's CPU time where torch runs on one CPU thread (`thread-cpu`), else
+    as `sasa_bench.measure.timing` chooses.
 
     `names` defaults to the layers of the analytic cost (`model_cost(model.spec).layers`) when
     the model has a spec, else to every leaf module."""
@@ -63,11 +66,14 @@ def measure_layer_latency(
         for _ in range(warmup):
             model(inputs)
         synchronize(device)
-        passes = [_timed_pass(model, inputs, layers, device) for _ in range(iters)]
+        timer = choose_timer(device, torch.get_num_threads())
+        passes = [_timed_pass(model, inputs, layers, device, timer) for _ in range(iters)]
         peaks, calls = _memory_pass(model, inputs, layers, device)
     return {
         name: {
             "time_ms": statistics.median(p[name] for p in passes),
+            "time_samples_ms": [p[name] for p in passes],
+            "timer": timer,
             "peak_memory_bytes": peaks[name],
             "calls": calls[name],
         }
@@ -96,7 +102,11 @@ def _hooks(layers: dict[str, nn.Module], before, after) -> Iterator[None]:
 
 
 def _timed_pass(
-    model: nn.Module, inputs: torch.Tensor, layers: dict[str, nn.Module], device: torch.device
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: dict[str, nn.Module],
+    device: torch.device,
+    timer: str,
 ) -> dict[str, float]:
     """Milliseconds per layer (summed over its calls) in one forward pass."""
     totals: dict[str, float] = defaultdict(float)
@@ -122,14 +132,15 @@ def _timed_pass(
         return totals
 
     starts: dict[str, float] = {}
+    clock = time.thread_time if timer == "thread-cpu" else time.perf_counter
 
     def host_before(name: str) -> None:
         synchronize(device)
-        starts[name] = time.perf_counter()
+        starts[name] = clock()
 
     def host_after(name: str) -> None:
         synchronize(device)
-        totals[name] += 1e3 * (time.perf_counter() - starts.pop(name))
+        totals[name] += 1e3 * (clock() - starts.pop(name))
 
     with _hooks(layers, host_before, host_after):
         model(inputs)
@@ -182,7 +193,8 @@ def layer_latency_rows(
     ).validate()
     spec = config.spec
     net, inputs = prepare(spec, config, batch_size, torch.device(device))
-    measured = measure_layer_latency(net.eval(), inputs, device, warmup=warmup, iters=iters)
+    with intra_op_threads(config.intra_op_threads):
+        measured = measure_layer_latency(net.eval(), inputs, device, warmup=warmup, iters=iters)
     total_ms = sum(row["time_ms"] for row in measured.values())
     rows = []
     for layer in model_cost(spec).layers:
@@ -202,13 +214,20 @@ def layer_latency_rows(
     return rows
 
 
-def layer_record(config: BenchConfig) -> Record:
-    """The measured time of every layer of `config.model` (batch 1, 3 passes) as a Record of
-    kind "layers" (failed, with the error, where it cannot be measured)."""
+def layer_record(config: BenchConfig, passes: int = 5) -> Record:
+    """The measured time of every layer of `config.model` (batch 1, `passes` forward passes)
+    as a Record of kind "layers": the median per layer, and each pass's time (failed, with the
+    error, where it cannot be measured)."""
     record = Record("layers", config.model, config=config.to_dict(), env=environment(config.device))
     try:
-        rows = layer_latency_rows(config.model, device=config.device, batch_size=1, iters=3)
-        record.metrics = {"layers": {r["name"]: r["time_ms"] for r in rows}}
+        rows = layer_latency_rows(config.model, device=config.device, batch_size=1, iters=passes)
+        record.metrics = {
+            "layers": {r["name"]: r["time_ms"] for r in rows},
+            "layer_samples_ms": {r["name"]: r["time_samples_ms"] for r in rows},
+            "passes": passes,
+            "timer": rows[0]["timer"] if rows else None,
+            "batch_size": 1,
+        }
     except Exception as error:  # recorded; the caller goes on
         record.status, record.error = "failed", f"{type(error).__name__}: {error}"
     return record

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +32,7 @@ from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import get_backend
 from sasa_bench.measure.memory import PeakMemory
 from sasa_bench.measure.power import PowerMonitor
-from sasa_bench.measure.timing import summarize, time_steps, timer_name, warm_up
+from sasa_bench.measure.timing import Stopping, TimingStats, measure_steps, warm_up
 from sasa_bench.models.registry import NamedModel, parse_model
 from sasa_bench.models.resnet import IN_CHANNELS, build_model, model_cost
 from sasa_bench.models.spec import ModelSpec
@@ -52,9 +53,10 @@ class BenchConfig:
     batch_size: int = 8  # asked; metrics.batch_size is the one measured
     attn_impl: str = "reference"
     warmup: int = 5
-    iters: int = 20
-    threads: int | None = None  # torch intra-op threads on CPU; None: torch's default
+    iters: int = 10  # at least this many timed steps; more until stable or max_time_s is spent
+    threads: int | None = None  # torch intra-op threads; None: 1 on a CPU, torch's default else
     seed: int = 0
+    max_time_s: float = 10.0  # budget of timed steps beyond the first `iters`
 
     @functools.cached_property
     def named(self) -> NamedModel:
@@ -90,7 +92,22 @@ class BenchConfig:
             raise SasaBenchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.batch_size < 1 or self.iters < 1 or self.warmup < 0 or (self.threads or 1) < 1:
             raise SasaBenchError("batch size, --iters and --threads must be >= 1, --warmup >= 0")
+        if not self.max_time_s >= 0:
+            raise SasaBenchError(f"--max-time must be >= 0 seconds, got {self.max_time_s}")
         return self
+
+    @property
+    def intra_op_threads(self) -> int | None:
+        """The thread count the measurement runs with (None: leave torch's)."""
+        if self.threads is None and torch.device(self.device).type == "cpu":
+            return 1
+        return self.threads
+
+    @property
+    def stopping(self) -> Stopping:
+        return Stopping(
+            min_samples=self.iters, max_samples=max(10 * self.iters, 50), budget_s=self.max_time_s
+        )
 
 
 def bench_environment(device: str) -> dict[str, Any]:
@@ -157,43 +174,49 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
         torch.backends.cudnn.benchmark = True
     model, inputs = prepare(spec, config, batch, device)
     step = make_step(model, inputs, config, spec.num_classes)
-    with preserved_batchnorm(model), intra_op_threads(config.threads):
+    with preserved_batchnorm(model), intra_op_threads(config.intra_op_threads):
         threads = torch.get_num_threads()
         first_ms = warm_up(step, device, config.warmup)
         memory = PeakMemory(device)
         memory.reset()
         with PowerMonitor(config.device) as power:
-            samples = time_steps(step, device, config.iters)
-    timing = summarize(samples)
+            timed = measure_steps(step, device, threads=threads, stopping=config.stopping)
+    timing = timed.stats
     peak = memory.read()
-    energy = power.result(images=batch * config.iters)
+    energy = power.result(images=batch * len(timing.samples_ms))
     flops = model_cost(spec).flops
     return {
         "batch_size": batch,
-        "iters": config.iters,
+        "iters": len(timing.samples_ms),
         "warmup": config.warmup,
-        "timer": timer_name(device),
         "threads": threads,
         "first_step_ms": first_ms,
-        "samples_ms": list(timing.samples_ms),
-        "median_ms": timing.median_ms,
-        "iqr_ms": timing.iqr_ms,
-        "min_ms": timing.min_ms,
-        "max_ms": timing.max_ms,
-        "mean_ms": timing.mean_ms,
-        "spread": timing.spread,
-        "spread_wide": timing.wide,
+        **timed.to_metrics(),
         "latency_ms": timing.median_ms,  # per batch
+        "latency_iqr_ms": timing.iqr_ms,
         "images_per_s": 1e3 * batch / timing.median_ms,
+        # the images/s of the samples' quartiles: the spread of the throughput
+        "images_per_s_iqr": 1e3 * batch * timing.iqr_ms / _quartile_product(timing),
         "forward_flops_per_s": flops * 1e3 * batch / timing.median_ms,
         **{k: v for k, v in peak.to_dict().items() if k != "note"},
         **{k: v for k, v in energy.to_dict().items() if k != "note"},
         "notes": [
             note
-            for note in (_warmup_note(config), timing.warning(), peak.note, energy.note)
+            for note in (
+                _warmup_note(config),
+                *timed.unreliable_reasons(),
+                peak.note,
+                energy.note,
+            )
             if note
         ],
     }
+
+
+def _quartile_product(timing: TimingStats) -> float:
+    """q1 x q3 of the step times: 1/q1 - 1/q3 = (q3 - q1) / (q1 q3) is the throughput's IQR."""
+    q1, q3 = np.percentile(timing.samples_ms, [25, 75])
+    return float(q1 * q3) if q1 > 0 else float("inf")
 
 
 def _warmup_note(config: BenchConfig) -> str | None:

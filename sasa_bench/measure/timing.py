@@ -1,21 +1,35 @@
-"""Wall time of a repeated step: warm-up excluded, device work synchronized, every sample kept.
+"""Time of a repeated step: warm-up excluded, device work synchronized, every sample kept.
 
-On CUDA each step is timed with a pair of CUDA events (device time of the work the step queued,
-read after one synchronize at the end, so the host never stalls between steps). Elsewhere a host
-timer (`time.perf_counter`) brackets each step, with a synchronize before reading it on devices
-that run asynchronously (MPS). Statistics follow torch.utils.benchmark: the median and the
-inter-quartile range (robust to the odd slow step), the minimum, and a warning when the spread is
-wide (IQR / median above `WIDE_SPREAD`).
+Timers (`choose_timer`), named in every record:
+
+- `cuda_events`: on CUDA, a pair of CUDA events per step (device time of the work it queued);
+- `thread-cpu`: on a CPU with one intra-op thread (every op runs on the calling thread), the
+  CPU time of that thread. Other processes barely move it: on a 2-core machine running three
+  busy loops, the wall time of a 3 ms attention call grew 5x against a 0.1 ms convolution's,
+  its CPU time by under 20 %. Wall time is kept beside it, per sample;
+- `wall`: elsewhere (several CPU threads, MPS), `time.perf_counter` around the step, with a
+  synchronize on devices that run asynchronously. A busy machine distorts it, so a wall-timed
+  measurement that saw contention (`sasa_bench.measure.load`) is marked unreliable.
+
+`measure_steps` repeats the step until the estimate is stable or a time budget runs out
+(`Stopping`, the rule of torch.utils.benchmark's `adaptive_autorange`: stop once IQR / median is
+under a target; written out here because the library times with one clock, and sasa_bench keeps
+wall and CPU time of every sample). Statistics: the median and the inter-quartile range (robust
+to the odd slow step), the minimum, and a warning when the spread is wide (IQR / median above
+`WIDE_SPREAD`).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from sasa_bench.measure.load import Contention, LoadProbe
 
 #: IQR / median above which a measurement is flagged as noisy
 WIDE_SPREAD = 0.10
@@ -72,8 +86,11 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def timer_name(device: torch.device) -> str:
-    return "cuda_events" if device.type == "cuda" else "perf_counter"
+def choose_timer(device: torch.device, threads: int) -> str:
+    """The timer a measurement on `device` with `threads` intra-op threads uses."""
+    if device.type == "cuda":
+        return "cuda_events"
+    return "thread-cpu" if device.type == "cpu" and threads == 1 else "wall"
 
 
 def warm_up(step: Callable[[], object], device: torch.device, steps: int) -> float | None:
@@ -135,3 +152,137 @@ def thread_cpu_steps(step: Callable[[], object], steps: int) -> list[float]:
         step()
         samples.append(1e3 * (time.thread_time() - start))
     return samples
+
+
+#: process CPU time over the timing thread's above which other threads did part of the work
+OTHER_THREADS = 1.15
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When `measure_steps` stops: at least `min_samples`; then as soon as IQR / median is at
+    most `target_spread` ("stable"), or `max_samples` are taken, or `budget_s` seconds of timed
+    steps have passed ("budget")."""
+
+    min_samples: int = 10
+    max_samples: int = 200
+    budget_s: float = 10.0
+    target_spread: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 1 or self.max_samples < self.min_samples or self.budget_s < 0:
+            raise ValueError(f"bad stopping rule {self}")
+
+    def done(self, samples_ms: list[float], elapsed_s: float) -> str | None:
+        """Why to stop after these samples, or None to take another."""
+        if len(samples_ms) < self.min_samples:
+            return None
+        if summarize(samples_ms).spread <= self.target_spread:
+            return "stable"
+        if len(samples_ms) >= self.max_samples:
+            return "max_samples"
+        return "budget" if elapsed_s >= self.budget_s else None
+
+
+@dataclass(frozen=True)
+class Timed:
+    """The samples of one measurement: its timer's, and wall and CPU time beside them."""
+
+    timer: str
+    stats: TimingStats  # of the timer's samples
+    wall_ms: tuple[float, ...]
+    thread_cpu_ms: tuple[float, ...]  # the calling thread's CPU time per step
+    process_cpu_ms: tuple[float, ...]  # every thread of this process, per step
+    stopped_by: str  # "stable" | "max_samples" | "budget"
+    contention: Contention
+
+    def unreliable_reasons(self) -> list[str]:
+        """Why the number should not be taken as fact (empty: it can be)."""
+        reasons = []
+        if self.stats.wide:
+            reasons.append(
+                f"wide spread: IQR {100 * self.stats.spread:.0f}% of the median over "
+                f"{len(self.stats.samples_ms)} samples"
+            )
+        if self.timer == "wall" and self.contention.seen:
+            reasons.append("contention under a wall timer: " + "; ".join(self.contention.reasons()))
+        if self.timer == "thread-cpu":
+            ratios = [
+                p / t for p, t in zip(self.process_cpu_ms, self.thread_cpu_ms, strict=True) if t > 0
+            ]
+            if ratios and statistics.median(ratios) > OTHER_THREADS:
+                reasons.append(
+                    f"other threads did part of the work (process CPU time "
+                    f"{statistics.median(ratios):.2f}x the timing thread's): thread-cpu undercounts"
+                )
+        return reasons
+
+    def to_metrics(self) -> dict[str, object]:
+        """The fields every timed record carries (times per step, in ms)."""
+        reasons = self.unreliable_reasons()
+        return {
+            "timer": self.timer,
+            "samples_ms": list(self.stats.samples_ms),
+            "wall_samples_ms": list(self.wall_ms),
+            "thread_cpu_samples_ms": list(self.thread_cpu_ms),
+            "process_cpu_samples_ms": list(self.process_cpu_ms),
+            "samples": len(self.stats.samples_ms),
+            "stopped_by": self.stopped_by,
+            "median_ms": self.stats.median_ms,
+            "iqr_ms": self.stats.iqr_ms,
+            "min_ms": self.stats.min_ms,
+            "max_ms": self.stats.max_ms,
+            "mean_ms": self.stats.mean_ms,
+            "spread": self.stats.spread,
+            "spread_wide": self.stats.wide,
+            "contention": self.contention.to_dict(),
+            "reliable": not reasons,
+            "unreliable_reasons": reasons,
+        }
+
+
+def measure_steps(
+    step: Callable[[], object], device: torch.device, *, threads: int, stopping: Stopping
+) -> Timed:
+    """Time `step` until `stopping` says so (run it warm: see `warm_up`)."""
+    timer = choose_timer(device, threads)
+    probe = LoadProbe().start()
+    primary: list[float] = []
+    wall: list[float] = []
+    thread_cpu: list[float] = []
+    process_cpu: list[float] = []
+    begin = time.perf_counter()
+    while True:
+        events = None
+        if timer == "cuda_events":
+            events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        w0, t0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+        if events:
+            events[0].record()
+        step()
+        if events:
+            events[1].record()
+        synchronize(device)
+        wall.append(1e3 * (time.perf_counter() - w0))
+        thread_cpu.append(1e3 * (time.thread_time() - t0))
+        process_cpu.append(1e3 * (time.process_time() - p0))
+        if events:
+            primary.append(events[0].elapsed_time(events[1]))
+        else:
+            primary.append(thread_cpu[-1] if timer == "thread-cpu" else wall[-1])
+        stopped = stopping.done(primary, time.perf_counter() - begin)
+        if stopped:
+            break
+    ratio = None
+    if timer == "thread-cpu":
+        ratios = [w / t for w, t in zip(wall, thread_cpu, strict=True) if t > 0]
+        ratio = statistics.median(ratios) if ratios else None
+    return Timed(
+        timer,
+        summarize(primary),
+        tuple(wall),
+        tuple(thread_cpu),
+        tuple(process_cpu),
+        stopped,
+        probe.stop(threads, ratio),
+    )

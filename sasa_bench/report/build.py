@@ -10,18 +10,26 @@ Costs are analytic and always recomputed. The Markdown and HTML come from the re
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
-from rich.progress import Progress
 
 from sasa_bench.devices import check_device
 from sasa_bench.measure.kernels import kernel_record
 from sasa_bench.measure.layers import layer_record
 from sasa_bench.measure.model import measure
-from sasa_bench.records import environment, load_records
+from sasa_bench.records import Record, environment, load_records
 from sasa_bench.report.render import render_report
-from sasa_bench.report.store import RecordStore, accuracy_record, bench_config, trained_model
+from sasa_bench.report.store import (
+    RecordStore,
+    accuracy_record,
+    bench_config,
+    trained_model,
+    trains,
+)
 from sasa_bench.report.study import DEFAULT_STUDIES, EXPERIMENTS_DIR, Study, load_study
 from sasa_bench.train.runs import run_folder, train_record
 
@@ -39,67 +47,110 @@ def folder_name(device: str, smoke: bool) -> str:
 
 
 def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tuple[str, object]]:
-    """What is missing: ("bench", BenchConfig), ("train", (study, model)), ("kernels", study),
-    ("layers", BenchConfig)."""
+    """What is missing: ("bench", BenchConfig), ("layers", BenchConfig), ("train", (study,
+    model)), ("kernels", study). The configurations a study trains are benchmarked too."""
     work: list[tuple[str, object]] = []
     seen: set[object] = set()
+
+    def want(kind: str, item: object, key: object, found: bool) -> None:
+        if key not in seen and not found:
+            work.append((kind, item))
+        seen.add(key)
+
+    def recorded(kind: str, config) -> bool:
+        wanted = config.to_dict()
+        return store.find(kind, lambda r: r.config == wanted) is not None
+
     for study in studies:
         for model in study.models:
             if study.bench:
                 config = bench_config(study, model, device)
-                wanted = config.to_dict()
-                if config not in seen and not store.find(
-                    "bench", lambda r, w=wanted: r.config == w
-                ):
-                    work.append(("bench", config))
-                seen.add(config)
-                if (
-                    study.layer_tables
-                    and ("layers", config) not in seen
-                    and not store.find("layers", lambda r, w=wanted: r.config == w)
-                ):
-                    work.append(("layers", config))
-                seen.add(("layers", config))
-            if (
-                study.train
-                and model in study.train.models
-                and not accuracy_record(store, study, model)
-            ):
-                key = ("train", trained_model(model, study.train.overrides, study.train.data))
-                if key not in seen:
-                    work.append(("train", (study, model)))
-                seen.add(key)
-        if study.kernels and not store.find("kernels", lambda r: r.config.get("device") == device):
-            work.append(("kernels", study))
+                want("bench", config, ("bench", config), recorded("bench", config))
+                if study.layer_tables:
+                    want("layers", config, ("layers", config), recorded("layers", config))
+            if trains(study, model):
+                name = trained_model(model, study.train.overrides, study.train.data)
+                found = accuracy_record(store, study, model) is not None
+                want("train", (study, model), ("train", name), found)
+                if study.bench:
+                    config = bench_config(study, model, device, trained=True)
+                    want("bench", config, ("bench", config), recorded("bench", config))
+        if study.kernels:
+            found = store.find("kernels", lambda r: r.config.get("device") == device)
+            want("kernels", study, ("kernels", device), found is not None)
     return work
 
 
-def run_work(kind: str, item: object, store: RecordStore, device: str, folder: Path) -> None:
-    """Measure one missing item (each function records a failure instead of raising)."""
+def run_work(
+    kind: str, item: object, store: RecordStore, device: str, folder: Path, note: Note
+) -> Record:
+    """Measure one missing item and record it (each function records a failure instead of
+    raising)."""
     if kind == "bench":
-        store.add(measure(item))
-    elif kind == "layers":
-        store.add(layer_record(item))
-    elif kind == "train":
-        study, model = item
-        plan = study.train
-        name = trained_model(model, plan.overrides, plan.data)
-        # On a CPU the unfold backend trains several times faster than the bounded-memory
-        # reference loop on these small maps (exact backends: same weights, same outputs).
-        impl = "unfold" if device == "cpu" else "reference"
-        store.add(
-            train_record(
-                name,
-                data=plan.data,
-                recipe=plan.recipe,
-                epochs=plan.epochs,
-                device=device,
-                attn_impl=impl,
-                out=run_folder(folder / "runs", name),
-            )  # fmt: skip
-        )
-    else:
-        store.add(kernel_record(device))
+        return store.add(measure(item))
+    if kind == "layers":
+        return store.add(layer_record(item))
+    if kind == "kernels":
+        return store.add(kernel_record(device))
+    study, model = item
+    plan = study.train
+    name = trained_model(model, plan.overrides, plan.data)
+    # On a CPU the unfold backend trains several times faster than the bounded-memory
+    # reference loop on these small maps (exact backends: same weights, same outputs); one
+    # thread, as every CPU-sized measurement of a report.
+    impl, threads = ("unfold", 1) if device == "cpu" else ("reference", None)
+    return store.add(
+        train_record(
+            name,
+            data=plan.data,
+            recipe=plan.recipe,
+            epochs=plan.epochs,
+            device=device,
+            attn_impl=impl,
+            out=run_folder(folder / "runs", name),
+            threads=threads,
+            echo=note,
+        )  # fmt: skip
+    )
+
+
+def label(kind: str, item: object) -> str:
+    if kind == "kernels":
+        return "kernels: the attention backends beside a 3x3 conv"
+    model = item.model if kind in ("bench", "layers") else item[1]
+    return f"{kind} {model}"
+
+
+def outcome(record: Record) -> str:
+    """What a finished item measured, in a few words."""
+    if record.status != "ok":
+        return f"failed: {(record.error or '').splitlines()[0][:120]}"
+    m = record.metrics
+    if record.kind == "bench":
+        text = f"{m['images_per_s']:.1f} images/s (IQR {100 * m['spread']:.0f}%, n={m['samples']})"
+        return text + ("" if m.get("reliable", True) else " UNRELIABLE")
+    if record.kind == "train":
+        return f"top-1 {m['top1']:.1f}% ({record.model})"
+    return "recorded"
+
+
+Note = Callable[[str], None]
+
+
+class ReportProgress(Protocol):
+    """What a report says while it works (a terminal's bar, or plain lines for a log)."""
+
+    def begin(self, total: int) -> None: ...
+    def start(self, label: str) -> None: ...
+    def finish(self, label: str, seconds: float, outcome: str) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class Silent:
+    def begin(self, total: int) -> None: ...
+    def start(self, label: str) -> None: ...
+    def finish(self, label: str, seconds: float, outcome: str) -> None: ...
+    def note(self, text: str) -> None: ...
 
 
 def build_report(
@@ -109,7 +160,7 @@ def build_report(
     smoke: bool = False,
     results: list[str] | None = None,
     out: str | Path | None = None,
-    progress: Progress | None = None,
+    progress: ReportProgress | None = None,
     experiments: Path = EXPERIMENTS_DIR,
 ) -> Path:
     """Measure what is missing, render report.md, index.html, figures and tables; return the
@@ -120,13 +171,13 @@ def build_report(
     folder.mkdir(parents=True, exist_ok=True)
     store = RecordStore(folder / "records.jsonl", load_records(results) if results else [])
     work = plan_work(studies, store, device)
-    progress = progress or Progress(disable=True)
-    task = progress.add_task("measuring", total=len(work))
+    progress = progress or Silent()
+    progress.begin(len(work))
     for kind, item in work:
-        label = getattr(item, "model", None) or (item[1] if isinstance(item, tuple) else kind)
-        progress.update(task, description=f"{kind}: {label}")
-        run_work(kind, item, store, device, folder)
-        progress.advance(task)
-    progress.update(task, description="rendering")
+        name = label(kind, item)
+        progress.start(name)
+        start = time.perf_counter()
+        record = run_work(kind, item, store, device, folder, progress.note)
+        progress.finish(name, time.perf_counter() - start, outcome(record))
     render_report(folder, studies, store, device=device, smoke=smoke)
     return folder

@@ -183,8 +183,13 @@ def compare(
 def _flag(record: Record) -> str | None:
     if record.status != "ok":
         return "failed"
+    flags = []
     used = retried_batch(record)
-    return None if used is None else f"OOM: batch {used}"
+    if used is not None:
+        flags.append(f"OOM: batch {used}")
+    if not record.metrics.get("reliable", True):
+        flags.append("unreliable")
+    return ", ".join(flags) or None
 
 
 def _hashable(value: Any) -> Any:

@@ -34,13 +34,19 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Links:
+    label: str
+    targets: tuple[tuple[str, str], ...]  # (text, relative path)
+
+
+@dataclass(frozen=True)
 class Figure:
     name: str  # file stem under figures/
     caption: str
     png: bytes
 
 
-Block = Heading | Paragraph | Table | Figure
+Block = Heading | Paragraph | Table | Links | Figure
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -68,6 +74,10 @@ def render_markdown(blocks: Sequence[Block]) -> str:
             out.append(f"{'#' * block.level} {block.text}\n")
         elif isinstance(block, Paragraph):
             out.append(block.text + "\n")
+        elif isinstance(block, Links):
+            out.append(
+                f"{block.label}: " + ", ".join(f"[{t}]({h})" for t, h in block.targets) + "\n"
+            )
         elif isinstance(block, Table):
             if block.caption:
                 out.append(f"*{block.caption}*\n")
@@ -87,6 +97,11 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
             body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
             body.append(f"<p>{html.escape(block.text)}</p>")
+        elif isinstance(block, Links):
+            links = ", ".join(
+                f'<a href="{html.escape(h)}">{html.escape(t)}</a>' for t, h in block.targets
+            )
+            body.append(f"<p>{html.escape(block.label)}: {links}</p>")
         elif isinstance(block, Table):
             caption = (
                 f'<div class="caption">{html.escape(block.caption)}</div>' if block.caption else ""

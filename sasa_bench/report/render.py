@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 from sasa_bench import paper
 from sasa_bench.format import fixed, human, to_csv
 from sasa_bench.layers.cost import ModelCost
+from sasa_bench.measure.timing import summarize
 from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import model_cost
 from sasa_bench.records import Record, environment, to_dataframe
@@ -19,19 +20,31 @@ from sasa_bench.report.document import (
     Block,
     Figure,
     Heading,
+    Links,
     Paragraph,
     Table,
     render_html,
     render_markdown,
 )
-from sasa_bench.report.plots import Point, family_of, tradeoff
-from sasa_bench.report.store import RecordStore, accuracy_record, bench_config
+from sasa_bench.report.plots import Panel, Point, family_of, tradeoff
+from sasa_bench.report.store import RecordStore, accuracy_record, bench_config, trains
 from sasa_bench.report.study import Study
 
 ROW_HEADERS = (
     "model", "FLOPs B (paper)", "FLOPs B (ours)", "params M (paper)", "params M (ours)",
-    "top-1 % (paper)", "top-1 % (measured)", "images/s", "latency ms", "peak memory", "J/image",
+    "top-1 % (paper, ImageNet)", "top-1 % (measured)", "images/s (IQR, n)",
+    "latency ms (IQR)", "peak memory MiB", "J/image",
 )  # fmt: skip
+#: tables/<study>.csv: one number per cell, the unit in the column's name
+CSV_HEADERS = (
+    "model", "paper_flops_billions", "flops_billions", "paper_params_millions",
+    "params_millions", "paper_top1_pct", "measured_top1_pct", "measured_top1_dataset",
+    "measured_top1_model", "images_per_s", "images_per_s_iqr", "latency_ms", "latency_iqr_ms",
+    "timed_steps", "timer", "threads", "peak_memory_mib", "joules_per_image", "reliable",
+    "unreliable_reasons",
+)  # fmt: skip
+UNRELIABLE = "†"
+NOT_IN_PAPER = "not in the paper"
 
 
 @dataclass(frozen=True)
@@ -40,9 +53,11 @@ class Entry:
 
     model: str
     paper: paper.PaperRow | None
-    cost: ModelCost
-    bench: Record | None
+    cost: ModelCost  # at the paper's scale (224x224)
+    bench: Record | None  # the study's bench plan applied to the model
     accuracy: Record | None
+    trained_bench: Record | None  # the configuration trained, benchmarked like `bench`
+    trained: bool  # whether the study trains this entry
 
     def metric(self, name: str) -> float | None:
         return self.bench.metrics.get(name) if self.bench else None
@@ -50,69 +65,140 @@ class Entry:
     @property
     def peak_memory(self) -> int | None:
         """The allocator's peak on a GPU, the process's peak RSS on a CPU."""
-        return self.metric("peak_allocated_bytes") or self.metric("peak_rss_bytes")
+        return peak_bytes(self.bench)
 
-    def top1(self) -> tuple[float, str] | None:
-        """(top-1, "measured" or "paper"): measured where a training record exists."""
-        if self.accuracy:
-            return self.accuracy.metrics["top1"], "measured"
-        if self.paper and self.paper.top1 is not None:
-            return self.paper.top1, "paper"
-        return None
+
+def peak_bytes(record: Record | None) -> int | None:
+    return None if record is None else peak_bytes_of(record.metrics)
+
+
+def peak_bytes_of(metrics: dict) -> int | None:
+    """The allocator's peak on a GPU, else the process's peak RSS."""
+    return metrics.get("peak_allocated_bytes") or metrics.get("peak_rss_bytes")
 
 
 def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
+    def bench_of(model: str, trained: bool = False) -> Record | None:
+        wanted = bench_config(study, model, device, trained=trained).to_dict()
+        return store.find("bench", lambda r: r.config == wanted)
+
     entries = []
     for model in study.models:
-        bench = None
-        if study.bench:
-            wanted = bench_config(study, model, device).to_dict()
-            bench = store.find("bench", lambda r, w=wanted: r.config == w)
+        trained = trains(study, model)
         entries.append(
             Entry(
                 model,
                 paper.row_for(model, study.paper_table) if study.paper_table else None,
                 model_cost(parse_model(model).spec),
-                bench,
+                bench_of(model) if study.bench else None,
                 accuracy_record(store, study, model),
+                bench_of(model, trained=True) if study.bench and trained else None,
+                trained,
             )
         )
     return entries
 
 
-def comparison_table(study: Study, entries: list[Entry]) -> Table:
+# -- the comparison table ------------------------------------------------------------------
+def spread_cell(value: float | None, iqr: float | None, samples: int | None, digits: int) -> str:
+    text = f"{value:.{digits}f} (IQR {iqr:.{digits}f}"
+    return text + (f", n={samples})" if samples else ")")
+
+
+def measured_cells(e: Entry, device: str) -> list[str]:
+    """images/s, latency, peak memory and J/image of the entry, each saying why where empty."""
+    if e.bench is None:
+        return ["not measured"] * 4
+    m = e.bench.metrics
+    mark = "" if m.get("reliable", True) else f" {UNRELIABLE}"
+    images = spread_cell(m["images_per_s"], m.get("images_per_s_iqr"), m.get("samples"), 1)
+    latency = spread_cell(m["latency_ms"], m.get("latency_iqr_ms"), None, 2)
+    memory = fixed(e.peak_memory / 2**20, 1) if e.peak_memory else "not measured"
+    if m.get("joules_per_image") is not None:
+        energy = fixed(m["joules_per_image"], 3)
+    elif device.startswith("cuda"):
+        energy = "no NVML energy reading"
+    else:
+        energy = "no energy counter on a CPU"
+    return [images + mark, latency + mark, memory, energy]
+
+
+def accuracy_cell(e: Entry) -> str:
+    if e.accuracy:
+        data = e.accuracy.config.get("data", "?")
+        return f"{e.accuracy.metrics['top1']:.1f} ({data}, {e.accuracy.model})"
+    return "no training record" if e.trained else "not trained in this report"
+
+
+def comparison_table(study: Study, entries: list[Entry], device: str) -> Table:
     rows = []
     for e in entries:
-        p, acc = e.paper, e.accuracy
-        measured = "-"
-        if acc:
-            data = acc.config.get("data", "?")
-            measured = f"{acc.metrics['top1']:.1f} ({data}, {acc.model})"
-        paper_top1 = "-"
+        p = e.paper
+        paper_top1 = NOT_IN_PAPER
         if p and p.top1 is not None:
             paper_top1 = f"{p.top1}" + (" (held-out)" if p.accuracy_split == "held-out" else "")
         rows.append([
-            e.model, fixed(p.flops_b if p else None, 1), f"{e.cost.flops / 1e9:.2f}",
-            fixed(p.params_m if p else None, 1), f"{e.cost.params / 1e6:.2f}", paper_top1,
-            measured, fixed(e.metric("images_per_s"), 1), fixed(e.metric("latency_ms"), 1),
-            human(e.peak_memory, "B") if e.peak_memory else "-",
-            fixed(e.metric("joules_per_image"), 3),
+            e.model, fixed(p.flops_b, 1) if p and p.flops_b else NOT_IN_PAPER,
+            f"{e.cost.flops / 1e9:.2f}",
+            fixed(p.params_m, 1) if p and p.params_m else NOT_IN_PAPER,
+            f"{e.cost.params / 1e6:.2f}", paper_top1, accuracy_cell(e), *measured_cells(e, device),
         ])  # fmt: skip
-    bench = study.bench
-    where = (
-        f"batch {bench.batch_size}, {bench.dtype}"
-        + (f", {bench.overrides}" if bench.overrides else ", 224x224")
-        if bench
-        else ""
-    )
     caption = (
-        f"paper = reported by Ramachandran et al. 2019; ours = analytic at 224x224 "
-        f"(FLOPs = 2 x MACs); measured here: {where}; peak memory = the allocator's peak on "
-        "a GPU, the process's peak RSS on a CPU"
+        "paper = reported by Ramachandran et al. 2019 (top-1 on ImageNet); ours = analytic at "
+        f"224x224 (FLOPs = 2 x MACs); measured here: {bench_setting(study, entries)}; "
+        "images/s and latency per batch: median (IQR) over n timed steps; peak memory = the "
+        "allocator's peak on a GPU, the process's peak RSS on a CPU"
     )
     return Table(ROW_HEADERS, rows, caption)
 
 
+def bench_setting(study: Study, entries: list[Entry]) -> str:
+    """How the study's measurements ran: size, batch, dtype, timer and threads."""
+    plan = study.bench
+    if plan is None:
+        return "nothing"
+    size = plan.overrides.replace("resolution=", "") if "resolution=" in plan.overrides else "224"
+    timers = sorted({(e.bench.metrics.get("timer"), e.bench.metrics.get("threads"))
+                     for e in entries if e.bench})  # fmt: skip
+    timed = ", ".join(f"timer {timer}, {threads} thread(s)" for timer, threads in timers)
+    return f"{size}x{size}, batch {plan.batch_size}, {plan.dtype}" + (f", {timed}" if timed else "")
+
+
+def unreliable_note(entries: list[Entry]) -> Paragraph | None:
+    """The legend of the table's unreliable mark: each marked number and why."""
+    lines = []
+    for e in entries:
+        for record in (e.bench, e.trained_bench):
+            if record and not record.metrics.get("reliable", True):
+                reasons = "; ".join(record.metrics.get("unreliable_reasons", []))
+                lines.append(f"{record.model}: {reasons}")
+    if not lines:
+        return None
+    return Paragraph(f"{UNRELIABLE} unreliable (measured, but not to be taken as fact): " +
+                     " | ".join(lines))  # fmt: skip
+
+
+def csv_rows(entries: list[Entry]) -> list[list[object]]:
+    """The comparison as numbers: one per cell, empty where there is none."""
+    rows = []
+    for e in entries:
+        p, acc = e.paper, e.accuracy
+        m = e.bench.metrics if e.bench else {}
+        rows.append([
+            e.model, p.flops_b if p else None, round(e.cost.flops / 1e9, 4),
+            p.params_m if p else None, round(e.cost.params / 1e6, 4), p.top1 if p else None,
+            acc.metrics["top1"] if acc else None, acc.config.get("data") if acc else None,
+            acc.model if acc else None, m.get("images_per_s"), m.get("images_per_s_iqr"),
+            m.get("latency_ms"), m.get("latency_iqr_ms"), m.get("samples"), m.get("timer"),
+            m.get("threads"), e.peak_memory / 2**20 if e.peak_memory else None,
+            m.get("joules_per_image"),
+            None if not m else int(bool(m.get("reliable", True))),
+            "; ".join(m.get("unreliable_reasons", [])) or None,
+        ])  # fmt: skip
+    return [["" if v is None else v for v in row] for row in rows]
+
+
+# -- figures ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StudyFigure:
     name: str  # file stem under figures/
@@ -120,49 +206,56 @@ class StudyFigure:
     figure: object  # a matplotlib Figure
 
 
-def cost_points(entries: list[Entry], key: str) -> list[Point]:
-    """Top-1 against `key` ("flops", billions, or "params", millions): the paper's points,
-    and ours at the cost of the model actually trained."""
-    scale = 1e9 if key == "flops" else 1e6
-    points = []
-    for e in entries:
-        family, p = family_of(e.model), e.paper
-        reported = (p.flops_b if key == "flops" else p.params_m) if p else None
-        if p and p.top1 is not None and reported:
-            points.append(Point(reported, p.top1, e.model, family, "paper"))
-        if e.accuracy:
-            trained = model_cost(parse_model(e.accuracy.model).spec)
-            label = f"{e.model} [{e.accuracy.config.get('data', '?')}]"
-            top1 = e.accuracy.metrics["top1"]
-            points.append(Point(getattr(trained, key) / scale, top1, label, family, "measured"))
-    return points
+def describe_model(model: str) -> str:
+    """`<res>x<res>, width <w>` of a model name: what its numbers were measured at."""
+    spec = parse_model(model).spec
+    return f"{spec.resolution}x{spec.resolution}, width {spec.width:g}"
+
+
+COSTS = (("flops", "FLOPs (billions, per image)", 1e9), ("params", "parameters (millions)", 1e6))
 
 
 def cost_figure(study: Study, entries: list[Entry]) -> StudyFigure | None:
+    """Top-1 against cost: the paper's numbers in their own panels, ours (the models trained
+    here, at the cost of what was trained) in theirs: one dataset per accuracy axis."""
     panels = []
-    axes = (("FLOPs (billions, per image)", "flops"), ("parameters (millions)", "params"))
-    for label, key in axes:
-        points = cost_points(entries, key)
+    for key, axis, _ in COSTS:
+        points = []
+        for e in entries:
+            p = e.paper
+            reported = (p.flops_b if key == "flops" else p.params_m) if p else None
+            if p and p.top1 is not None and reported:
+                points.append(Point(reported, p.top1, e.model, family_of(e.model), "paper"))
         if points:
-            panels.append((label, f"top-1 against {key}", points))
+            title = f"paper: ImageNet top-1 against {key} (224x224, width 1)"
+            panels.append(Panel(title, axis, "ImageNet top-1 (%), paper", tuple(points)))
+    trained = [e for e in entries if e.accuracy]
+    for key, axis, scale in COSTS:
+        points = []
+        for e in trained:
+            cost = getattr(model_cost(parse_model(e.accuracy.model).spec), key) / scale
+            top1 = e.accuracy.metrics["top1"]
+            points.append(Point(cost, top1, e.accuracy.model, family_of(e.model), "measured"))
+        if points:
+            data = trained[0].accuracy.config.get("data", "?")
+            title = (f"measured here: {data} top-1 against {key} "
+                     f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
+            panels.append(Panel(title, axis, f"{data} top-1 (%), measured", tuple(points)))
     if not panels:
         return None
-    figure = tradeoff(
-        panels, title=f"{study.title}: cost against accuracy", y_label="top-1 accuracy (%)",
-        log_x=True,
-    )  # fmt: skip
     caption = (
-        "Cost against top-1: paper-reported (ImageNet) and measured here (cost of the model "
-        "trained, on its dataset)"
+        "Top-1 against cost: the paper's ImageNet numbers and the models trained here, each "
+        "in its own panels (one dataset per accuracy axis)"
     )
+    figure = tradeoff(panels, title=f"{study.title}: cost against accuracy")
     return StudyFigure(f"{study.name}-cost", caption, figure)
 
 
-#: measured quantities plotted against top-1: (figure name, quantity, unit, value of an entry)
+#: measured quantities: (figure name, axis label, value of a bench record)
 MEASURED = (
-    ("throughput", "throughput", "images/s", lambda e: e.metric("images_per_s")),
-    ("memory", "peak memory", "MiB", lambda e: _mib(e.peak_memory)),
-    ("energy", "energy", "J/image", lambda e: e.metric("joules_per_image")),
+    ("throughput", "images/s (median)", lambda r: r.metrics.get("images_per_s")),
+    ("memory", "peak memory (MiB)", lambda r: _mib(peak_bytes(r))),
+    ("energy", "energy (J/image)", lambda r: r.metrics.get("joules_per_image")),
 )
 
 
@@ -171,31 +264,41 @@ def _mib(nbytes: int | None) -> float | None:
 
 
 def measured_figures(study: Study, entries: list[Entry], device: str) -> list[StudyFigure]:
-    bench = study.bench
-    where = ""
-    if bench:
-        size = bench.overrides.replace("resolution=", "") if bench.overrides else "224"
-        where = f"; {device}, {size}x{size}, batch {bench.batch_size}, {bench.dtype}"
+    """Each measured quantity against the analytic FLOPs of the configuration measured; and,
+    for the models trained here, against their top-1 (speed and accuracy of one model)."""
     out = []
-    for name, quantity, unit, value in MEASURED:
+    setting = bench_setting(study, entries)
+    for name, axis, value in MEASURED:
+        panels = []
         points = []
         for e in entries:
-            x, top1 = value(e), e.top1()
-            if x is not None and top1 is not None:
-                points.append(Point(x, top1[0], e.model, family_of(e.model), top1[1]))
-        if not points:
-            continue
-        figure = tradeoff(
-            [(f"{quantity} ({unit}{where})", f"measured {name} against top-1", points)],
-            title=f"{study.title}: {name}",
-            y_label="top-1 accuracy (%)",
-            sources={"paper": "top-1 from the paper", "measured": "top-1 measured here"},
-        )
-        caption = (
-            f"Measured {name} against top-1; the top-1 is measured where a training record "
-            "exists, else the paper's"
-        )
-        out.append(StudyFigure(f"{study.name}-{name}", caption, figure))
+            x = value(e.bench) if e.bench else None
+            if x is not None:
+                flops = model_cost(parse_model(e.bench.model).spec).flops / 1e9
+                points.append(Point(flops, x, e.bench.model, family_of(e.model), "measured"))
+        if points:
+            title = f"measured here: {name} against FLOPs ({device}, {setting})"
+            panels.append(Panel(title, "FLOPs (billions, per image, analytic)", axis,
+                                tuple(points)))  # fmt: skip
+        trained = [e for e in entries if e.accuracy and e.trained_bench]
+        points = []
+        for e in trained:
+            x = value(e.trained_bench)
+            if x is not None:
+                top1 = e.accuracy.metrics["top1"]
+                points.append(Point(x, top1, e.accuracy.model, family_of(e.model), "measured"))
+        if points:
+            data = trained[0].accuracy.config.get("data", "?")
+            title = (f"measured here: {data} top-1 against {name} of the trained models "
+                     f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
+            panels.append(Panel(title, axis, f"{data} top-1 (%), measured", tuple(points)))
+        if panels:
+            caption = (
+                f"Measured {name}: against the FLOPs of the configuration measured, and against "
+                "the top-1 of the same configuration where it was trained here"
+            )
+            figure = tradeoff(panels, title=f"{study.title}: {name}")
+            out.append(StudyFigure(f"{study.name}-{name}", caption, figure))
     return out
 
 
@@ -205,30 +308,41 @@ def study_figures(study: Study, entries: list[Entry], device: str) -> list[Study
     return ([cost] if cost else []) + measured_figures(study, entries, device)
 
 
+# -- per-block tables ------------------------------------------------------------------------
 def layer_table(study: Study, entry: Entry, store: RecordStore, device: str) -> Table:
+    """Params, FLOPs and activations per block at the resolution the latency was measured at,
+    beside the measured latency (median and IQR over the passes)."""
     config = bench_config(study, entry.model, device) if study.bench else None
     timed = store.find("layers", lambda r: config and r.config == config.to_dict())
-    times = timed.metrics["layers"] if timed else {}
+    if timed is None:
+        rows = [[row["name"], human(row["params"]), human(row["flops"]), human(row["activations"]),
+                 f"{100 * row['flops_share']:.1f}%", "not measured"]
+                for row in entry.cost.grouped("block")]  # fmt: skip
+        caption = f"{entry.model}: per block, analytic at 224x224; latency not measured"
+        return Table(BLOCK_HEADERS, rows, caption)
+    cost = model_cost(parse_model(timed.model).spec)
+    samples = timed.metrics.get("layer_samples_ms") or {
+        name: [ms] for name, ms in timed.metrics["layers"].items()
+    }
     rows = []
-    for row in entry.cost.grouped("block"):
+    for row in cost.grouped("block"):
         prefix = row["name"]
-        ms = sum(t for n, t in times.items() if n == prefix or n.startswith(prefix + "."))
-        rows.append(
-            [
-                prefix,
-                human(row["params"]),
-                human(row["flops"]),
-                human(row["activations"]),
-                f"{100 * row['flops_share']:.1f}%",
-                f"{ms:.3f}" if times else "-",
-            ]
-        )
-    where = f" (latency: {config.model}, batch 1, {device})" if times else ""
-    return Table(
-        ("block", "params", "FLOPs", "activations", "FLOPs share", "latency ms"),
-        rows,
-        f"{entry.model}: per block, analytic at 224x224{where}",
+        mine = [v for n, v in samples.items() if n == prefix or n.startswith(prefix + ".")]
+        per_pass = [sum(values) for values in zip(*mine, strict=True)] if mine else [0.0]
+        stats = summarize(per_pass)
+        rows.append([prefix, human(row["params"]), human(row["flops"]), human(row["activations"]),
+                     f"{100 * row['flops_share']:.1f}%",
+                     f"{stats.median_ms:.3f} (IQR {stats.iqr_ms:.3f})"])  # fmt: skip
+    size = parse_model(timed.model).spec.resolution
+    caption = (
+        f"{entry.model}: per block at {size}x{size} ({timed.model}): analytic params, FLOPs "
+        f"and activations, and latency measured at the same size, batch 1, {device}, timer "
+        f"{timed.metrics.get('timer', '?')}: median (IQR) over {len(per_pass)} passes"
     )
+    return Table(BLOCK_HEADERS, rows, caption)
+
+
+BLOCK_HEADERS = ("block", "params", "FLOPs", "activations", "FLOPs share", "latency ms (IQR)")
 
 
 def kernel_table(store: RecordStore, device: str) -> Table | None:
@@ -267,19 +381,43 @@ def _save(figure, folder: Path, name: str) -> bytes:
     return png
 
 
+def hardware_line(env: dict, records: list[Record]) -> str:
+    """Where the numbers were measured, and how busy the machine was meanwhile."""
+    timed = [r for r in records if r.kind == "bench" and r.status == "ok"]
+    threads = sorted({r.metrics.get("threads") for r in timed if r.metrics.get("threads")})
+    busy = [r.metrics.get("contention", {}).get("other_busy_cores") for r in timed]
+    busy = [b for b in busy if b is not None]
+    contended = sum(bool(r.metrics.get("contention", {}).get("seen")) for r in timed)
+    parts = [f"CPU {env['cpu']} ({env['cpu_count']} cores)"]
+    if env.get("gpu"):
+        parts.append(f"GPU {env['gpu']} (driver {env.get('driver') or 'unknown'})")
+    parts.append(f"torch {env['torch']}")
+    if threads:
+        parts.append(f"torch threads used: {', '.join(map(str, threads))}")
+    if busy:
+        parts.append(
+            f"load from other processes during the measurements: {min(busy):.1f} to "
+            f"{max(busy):.1f} busy cores; contention seen in {contended} of {len(timed)}"
+        )
+    return "Hardware: " + "; ".join(parts) + "."
+
+
 def render_report(
     folder: Path, studies: list[Study], store: RecordStore, *, device: str, smoke: bool
 ) -> None:
     env = environment(device)
+    records = store.external + store.records
     title = f"sasa_bench report: {', '.join(s.name for s in studies)}"
     blocks: list[Block] = [
         Heading(1, title),
         Paragraph(
             f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
-            f"{len(store.records) + len(store.external)} records on {device}"
+            f"{len(records)} records on {device}"
             f"{' (smoke: CPU-sized)' if smoke else ''}. Paper numbers are labelled as "
             "the paper's; every other number was computed or measured by sasa_bench."
         ),
+        Paragraph(hardware_line(env, records)),
+        Links("Raw records", (("records.jsonl", "records.jsonl"), ("records.csv", "records.csv"))),
     ]
     (folder / "tables").mkdir(exist_ok=True)
     for study in studies:
@@ -287,9 +425,14 @@ def render_report(
         blocks += [Paragraph(note) for note in study.notes]
         if study.models:
             entries = entries_of(study, store, device)
-            table = comparison_table(study, entries)
-            blocks.append(table)
-            (folder / "tables" / f"{study.name}.csv").write_text(to_csv(table.headers, table.rows))
+            blocks.append(comparison_table(study, entries, device))
+            note = unreliable_note(entries)
+            blocks += [note] if note else []
+            csv = folder / "tables" / f"{study.name}.csv"
+            csv.write_text(to_csv(CSV_HEADERS, csv_rows(entries)))
+            blocks.append(
+                Links("Table as numbers", ((f"tables/{csv.name}", f"tables/{csv.name}"),))
+            )
             for made in study_figures(study, entries, device):
                 png = _save(made.figure, folder, made.name)
                 blocks.append(Figure(made.name, made.caption, png))
@@ -310,14 +453,8 @@ def render_report(
         )
     blocks.append(Heading(2, "Environment"))
     blocks.append(Table(("field", "value"), [[k, v] for k, v in sorted(env.items())]))
-    blocks.append(
-        Paragraph(
-            "Raw records: records.jsonl and records.csv beside this report; "
-            "tables as CSV under tables/, figures as PNG and SVG under figures/."
-        )
-    )
+    blocks.append(Paragraph("Figures as PNG and SVG under figures/, tables as CSV under tables/."))
     (folder / "report.md").write_text(render_markdown(blocks))
     (folder / "index.html").write_text(render_html(blocks, title))
-    records = store.external + store.records
     if records:
         to_dataframe(records).to_csv(folder / "records.csv", index=False)

@@ -38,14 +38,24 @@ class RecordStore:
         return None
 
 
-def bench_config(study: Study, model: str, device: str) -> BenchConfig:
-    """The measurement of an entry: the study's bench plan applied to the entry's model."""
+def bench_config(study: Study, model: str, device: str, *, trained: bool = False) -> BenchConfig:
+    """The measurement of an entry: the study's bench plan applied to the entry's model, or
+    (`trained`) to the configuration the study trains, so that its speed and its accuracy come
+    from one model."""
     plan = study.bench
+    name = with_options(model, plan.overrides).name
+    if trained:
+        name = trained_model(model, study.train.overrides, study.train.data)
     return BenchConfig(
-        with_options(model, plan.overrides).name, device=device, dtype=plan.dtype,
-        channels_last=plan.channels_last, batch_size=plan.batch_size, warmup=plan.warmup,
-        iters=plan.iters,
+        name, device=device, dtype=plan.dtype, channels_last=plan.channels_last,
+        batch_size=plan.batch_size, warmup=plan.warmup, iters=plan.iters,
+        max_time_s=plan.max_time_s,
     )  # fmt: skip
+
+
+def trains(study: Study, model: str) -> bool:
+    """Whether the study trains this entry."""
+    return bool(study.train and model in study.train.models)
 
 
 def trained_model(model: str, overrides: str, data: str) -> str:
@@ -57,7 +67,7 @@ def accuracy_record(store: RecordStore, study: Study, model: str) -> Record | No
     """A training/eval record of this entry: the study's own smoke run, or one given with
     --results for the model itself (e.g. an ImageNet run of `sasa50`)."""
     names = {with_options(model, "").name}
-    if study.train and model in study.train.models:
+    if trains(study, model):
         names.add(trained_model(model, study.train.overrides, study.train.data))
     for kind in ("train", "eval"):
         found = store.find(kind, lambda r: r.model in names and "top1" in r.metrics)

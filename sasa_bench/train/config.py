@@ -102,6 +102,7 @@ class TrainConfig:
     attn_impl: str = "reference"
     device: str = "auto"
     workers: int = 4  # data-loader processes (image folders only)
+    threads: int | None = None  # torch intra-op threads on a CPU; None: 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -115,6 +116,7 @@ class TrainConfig:
             "ema decay must be in (0, 1)": self.ema is None or 0 < self.ema < 1,
             "bn momentum must be in (0, 1]": self.bn_momentum is None or 0 < self.bn_momentum <= 1,
             "subset must be >= 1": self.subset is None or self.subset >= 1,
+            "threads must be >= 1": self.threads is None or self.threads >= 1,
         }
         for message, ok in checks.items():
             if not ok:
@@ -139,7 +141,7 @@ class TrainConfig:
 SAME_ON_RESUME = tuple(
     f.name
     for f in dataclasses.fields(TrainConfig)
-    if f.name not in {"device", "workers", "attn_impl", "channels_last"}
+    if f.name not in {"device", "workers", "attn_impl", "channels_last", "threads"}
 )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from sasa_bench.records import Record
@@ -18,11 +18,20 @@ def run_folder(parent: Path, model: str) -> Path:
 
 
 def train_record(
-    model: str, *, data: str, recipe: str, epochs: int, device: str, attn_impl: str, out: Path
+    model: str,
+    *,
+    data: str,
+    recipe: str,
+    epochs: int,
+    device: str,
+    attn_impl: str,
+    out: Path,
+    threads: int | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> Record:
-    """Train `model` (a canonical name, fitted to `data`) in the folder `out`, quietly, resuming
-    where a checkpoint exists there; a run that fails is a failed Record."""
-    quiet = io.StringIO()
+    """Train `model` (a canonical name, fitted to `data`) in the folder `out`, resuming where a
+    checkpoint exists there; its log lines go to `echo` (default: nowhere). A run that fails is
+    a failed Record."""
     try:
         config = make_config(
             model=model,
@@ -31,6 +40,7 @@ def train_record(
             epochs=epochs,
             device=device,
             attn_impl=attn_impl,
+            threads=threads,
         )
         return train(
             config,
@@ -39,7 +49,7 @@ def train_record(
             resume=(out / "checkpoint.pt").exists(),
             overwrite=True,
             results=out / "results.jsonl",
-            echo=lambda line: quiet.write(line + "\n"),
+            echo=echo or (lambda _: None),
         )
     except Exception as error:  # a failed run is a record; the caller goes on
         return Record(

@@ -26,6 +26,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.measure.load import LoadProbe
+from sasa_bench.measure.model import intra_op_threads
 from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import model_cost
 from sasa_bench.records import Record, append_record, environment, load_records
@@ -78,10 +80,14 @@ def train(
     """Train `config.model` on `dataset`; returns the final record (the same on every rank)."""
     folder = RunFolder(Path(out), Path(results) if results else Path(out) / "results.jsonl")
     world = init_world(config.device)
+    # One CPU thread unless asked: the weights do not depend on how busy the machine was when
+    # the run started, and a busy machine cannot make its threads wait for each other.
+    threads = config.threads or (1 if world.device.type == "cpu" else None)
     try:
-        return _Run(config, dataset, folder, world, progress or Progress(), echo).go(
-            resume=resume, overwrite=overwrite, on_step=on_step
-        )
+        with intra_op_threads(threads):
+            return _Run(config, dataset, folder, world, progress or Progress(), echo).go(
+                resume=resume, overwrite=overwrite, on_step=on_step
+            )
     finally:
         close_world(world)
 
@@ -188,11 +194,13 @@ class _Run:
         self.train_loader.set_epoch(epoch)
         start = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0]}
+        probe, cpu = LoadProbe().start(), time.process_time()
         row |= train_epoch(
             wrapped, self.train_loader, epoch=epoch, optimizer=self.optimizer,
             scheduler=self.scheduler, criterion=criterion, step=self.step, scaler=self.scaler,
             ema=self.ema, progress=self.progress, on_step=on_step,
         )  # fmt: skip
+        row |= _contention(probe, time.process_time() - cpu, row["train_seconds"])
         average_buffers(self.model, self.world)
         label = f"epoch {epoch + 1} test"
         test = evaluate(self.model, self.test_loader, step=self.step, progress=self.progress,
@@ -245,6 +253,9 @@ class _Run:
         last = self.history[-1]
         prefix = "ema_test_" if self.ema is not None else "test_"
         train_seconds = sum(row["train_seconds"] for row in self.history)
+        contended = list(
+            dict.fromkeys(r for row in self.history for r in row.get("contention", ()))
+        )
         metrics = {
             "top1": last[f"{prefix}top1"],
             "top5": last[f"{prefix}top5"],
@@ -254,6 +265,11 @@ class _Run:
             "epochs": last["epoch"],
             "wall_time_s": sum(row["epoch_seconds"] for row in self.history),
             "train_images_per_s": sum(r["train_images"] for r in self.history) / train_seconds,
+            "threads": torch.get_num_threads(),
+            "timer": "wall",
+            # wall-timed throughput: other processes' work shows in it, so say where they ran
+            "reliable": not contended,
+            "unreliable_reasons": [f"contention during training: {r}" for r in contended],
             "eval_images_per_s": last["test_images"] / max(last["test_seconds"], 1e-9),
             "test_images": last["test_images"],
             "rank_digests": digests,
@@ -278,6 +294,13 @@ class _Run:
             if record.kind == "train" and record.status == "ok" and same_run:
                 return record
         return None
+
+
+def _contention(probe: LoadProbe, cpu_s: float, wall_s: float) -> dict[str, Any]:
+    """The epoch's threads and what other work did to its training steps (its reasons)."""
+    threads = torch.get_num_threads()
+    ratio = wall_s / cpu_s if threads == 1 and cpu_s > 0 else None
+    return {"threads": threads, "contention": probe.stop(threads, ratio).reasons()}
 
 
 def _summary(row: dict[str, Any], epochs: int, ema: bool) -> str:
