@@ -1,5 +1,7 @@
 """One measurement in this process: its record, out-of-memory retries, failures, BN restore."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -142,3 +144,22 @@ def test_bad_configs_are_user_errors(config, message):
         pytest.skip("this machine has a GPU")
     with pytest.raises(SasaBenchError, match=message):
         config.validate()
+
+
+def test_the_fastest_fresh_instance_counts_only_where_a_second_confirms_it():
+    from sasa_bench.measure.model import _placement_reason
+
+    assert _placement_reason([48.0]) is None  # one instance: nothing to confirm
+    assert _placement_reason([73.0, 48.0, 50.0]) is None  # 50 is within 10 % of 48
+    reason = _placement_reason([48.0, 73.0, 75.0])
+    assert reason.startswith("fresh instances disagree (medians 48.00, 73.00, 75.00 ms")
+    assert "memory placement" in reason
+
+
+def test_a_cpu_measurement_times_fresh_instances_and_reports_the_fastest():
+    config = dataclasses.replace(TINY, instances=2)
+    m = measure(config).metrics
+    assert m["instances"] == 2 and len(m["instance_medians_ms"]) == 2
+    assert m["median_ms"] == min(m["instance_medians_ms"])
+    assert BenchConfig("resnet26").fresh_instances == 3  # CPU default
+    assert BenchConfig("resnet26", device="cuda").fresh_instances == 1

@@ -7,8 +7,9 @@
 settings) idle, then with `--busy` processes spinning (`yes > /dev/null`, one core each), and
 prints each model's median, IQR and timer side by side, the loaded/idle ratio of the medians,
 and the sasa26/resnet26 ratio of each run. `report` runs the main job (`sasa-bench report`, into
-a fresh folder each time) idle and loaded, and prints the two wall times and their ratio, and
-how far apart the latencies of identical blocks are in each run's per-block tables.
+a fresh folder each time, stdout to a log file) idle and loaded, and prints the two wall times
+and their ratio, the longest stretch of the log without a progress line, and how far apart the
+latencies of identical blocks are in each run's per-block tables.
 
 "Idle" means no busy process of this script's; whatever else the machine runs is in both runs
 (the script prints the load it saw before each). Sized for a 2-core machine.
@@ -66,7 +67,9 @@ def sasa_bench(args: list[str], log: Path) -> float:
 
 def load_line(label: str) -> str:
     cores = busy_cores(1.0)
-    return f"{label}: {cores:.1f} of {os.cpu_count()} cores busy before the run" if cores else label
+    if cores is None:
+        return label
+    return f"{label}: {cores:.1f} of {os.cpu_count()} cores busy before the run"
 
 
 def read_records(path: Path) -> dict[str, dict]:
@@ -116,14 +119,14 @@ def block_spread(report: Path) -> list[tuple[str, float]]:
     """Per model: the largest over the smallest latency among blocks of one shape (the same
     params and FLOPs in the per-block table)."""
     out = []
-    text = (report / "report.md").read_text()
-    for table in text.split("*")[1:]:
-        match = re.match(r"(\S+): per block", table)
+    pieces = (report / "report.md").read_text().split("*")
+    for caption, table in zip(pieces, pieces[1:], strict=False):
+        match = re.match(r"(\S+): per block at", caption)
         if not match:
             continue
         groups: dict[tuple[str, str], list[float]] = {}
         for line in table.splitlines():
-            cells = [c.strip() for c in line.strip("|").split("|")]
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) >= 6 and cells[0].startswith("stages."):
                 latency = re.match(r"[\d.]+", cells[5])
                 if latency:
@@ -132,6 +135,12 @@ def block_spread(report: Path) -> list[tuple[str, float]]:
         if worst:
             out.append((match.group(1), max(worst)))
     return out
+
+
+def longest_silence(log: Path) -> float:
+    """The longest stretch in seconds between two consecutive progress lines of a report log."""
+    stamps = [float(m.group(1)) for m in re.finditer(r"^\[ *([\d.]+) s\]", log.read_text(), re.M)]
+    return max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0.0)
 
 
 def run_report(count: int, out: Path) -> None:
@@ -145,7 +154,8 @@ def run_report(count: int, out: Path) -> None:
             seconds[label] = sasa_bench(
                 ["report", "--out", str(folder)], out / f"report-{label}.log"
             )
-        print(f"{label}: {seconds[label]:.1f} s", flush=True)
+        silence = longest_silence(out / f"report-{label}.log")
+        print(f"{label}: {seconds[label]:.1f} s; longest silence of the log {silence:.1f} s")
         for model, spread in block_spread(folder):
             print(f"  {model}: identical blocks' latencies within {spread:.2f}x")
     print(f"\nsasa-bench report (the main job); busy processes: {count}")

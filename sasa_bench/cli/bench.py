@@ -67,6 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-time", type=float, default=10.0, metavar="S", help="seconds of timed steps (10)"
     )
     run.add_argument(
+        "--instances",
+        type=int,
+        help="fresh model instances timed, the fastest reported (default 3 on a CPU, 1 on GPUs)",
+    )
+    run.add_argument(
         "--threads",
         type=thread_count,
         help="torch intra-op threads: N, or auto (the cores idle now); default 1 on a CPU, "
@@ -144,6 +149,7 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
             iters=args.iters,
             threads=args.threads,
             max_time_s=args.max_time,
+            instances=args.instances,
         ).validate()
         for model, mode, impl, batch in product(
             expand_models(args.models, args), args.mode, args.attn_impl, args.batch_sizes or [8]

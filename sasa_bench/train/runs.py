@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,24 @@ from sasa_bench.train.trainer import train
 def run_folder(parent: Path, model: str) -> Path:
     """The run folder of `model` under `parent` (its name made safe for a file system)."""
     return parent / re.sub(r"[^A-Za-z0-9_.=-]+", "_", model)
+
+
+#: seconds of training between two progress lines inside an epoch
+HEARTBEAT_S = 10.0
+
+
+def heartbeat(echo: Callable[[str], None], every_s: float = HEARTBEAT_S):
+    """A step hook that says where the epoch is, at most once per `every_s` seconds (so that a
+    log shows a long epoch advancing)."""
+    last = [time.perf_counter()]
+
+    def on_step(epoch: int, index: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every_s:
+            last[0] = now
+            echo(f"epoch {epoch + 1}: {index + 1} steps done")
+
+    return on_step
 
 
 def train_record(
@@ -42,6 +61,7 @@ def train_record(
             attn_impl=attn_impl,
             threads=threads,
         )
+        echo = echo or (lambda _: None)
         return train(
             config,
             open_dataset(data),
@@ -49,7 +69,8 @@ def train_record(
             resume=(out / "checkpoint.pt").exists(),
             overwrite=True,
             results=out / "results.jsonl",
-            echo=echo or (lambda _: None),
+            echo=echo,
+            on_step=heartbeat(echo),
         )
     except Exception as error:  # a failed run is a record; the caller goes on
         return Record(
