@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,6 +213,24 @@ def describe_model(model: str) -> str:
     return f"{spec.resolution}x{spec.resolution}, width {spec.width:g}"
 
 
+def trained_panel(
+    trained: list[Entry], x_of: Callable[[Entry], float | None], axis: str, what: str
+) -> Panel | None:
+    """Measured top-1 of the models trained here against `x_of` of the same configuration."""
+    points = []
+    for e in trained:
+        x = x_of(e)
+        if x is not None:
+            top1 = e.accuracy.metrics["top1"]
+            points.append(Point(x, top1, e.accuracy.model, family_of(e.model), "measured"))
+    if not points:
+        return None
+    data = trained[0].accuracy.config.get("data", "?")
+    title = (f"measured here: {data} top-1 against {what} "
+             f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
+    return Panel(title, axis, f"{data} top-1 (%), measured", tuple(points))
+
+
 COSTS = (("flops", "FLOPs (billions, per image)", 1e9), ("params", "parameters (millions)", 1e6))
 
 
@@ -231,16 +250,12 @@ def cost_figure(study: Study, entries: list[Entry]) -> StudyFigure | None:
             panels.append(Panel(title, axis, "ImageNet top-1 (%), paper", tuple(points)))
     trained = [e for e in entries if e.accuracy]
     for key, axis, scale in COSTS:
-        points = []
-        for e in trained:
-            cost = getattr(model_cost(parse_model(e.accuracy.model).spec), key) / scale
-            top1 = e.accuracy.metrics["top1"]
-            points.append(Point(cost, top1, e.accuracy.model, family_of(e.model), "measured"))
-        if points:
-            data = trained[0].accuracy.config.get("data", "?")
-            title = (f"measured here: {data} top-1 against {key} "
-                     f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
-            panels.append(Panel(title, axis, f"{data} top-1 (%), measured", tuple(points)))
+
+        def cost(e: Entry, key: str = key, scale: float = scale) -> float:
+            return getattr(model_cost(parse_model(e.accuracy.model).spec), key) / scale
+
+        panel = trained_panel(trained, cost, axis, key)
+        panels += [panel] if panel else []
     if not panels:
         return None
     caption = (
@@ -281,17 +296,11 @@ def measured_figures(study: Study, entries: list[Entry], device: str) -> list[St
             panels.append(Panel(title, "FLOPs (billions, per image, analytic)", axis,
                                 tuple(points)))  # fmt: skip
         trained = [e for e in entries if e.accuracy and e.trained_bench]
-        points = []
-        for e in trained:
-            x = value(e.trained_bench)
-            if x is not None:
-                top1 = e.accuracy.metrics["top1"]
-                points.append(Point(x, top1, e.accuracy.model, family_of(e.model), "measured"))
-        if points:
-            data = trained[0].accuracy.config.get("data", "?")
-            title = (f"measured here: {data} top-1 against {name} of the trained models "
-                     f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
-            panels.append(Panel(title, axis, f"{data} top-1 (%), measured", tuple(points)))
+        panel = trained_panel(
+            trained, lambda e, value=value: value(e.trained_bench), axis,
+            f"{name} of the trained models",
+        )  # fmt: skip
+        panels += [panel] if panel else []
         if panels:
             caption = (
                 f"Measured {name}: against the FLOPs of the configuration measured, and against "
