@@ -201,7 +201,9 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
                 with PowerMonitor(config.device) as power:
                     timed = measure_steps(step, device, threads=threads, stopping=config.stopping)
             peak = memory.read() if instance == 0 else runs[0][2]  # the first: nothing before it
-            runs.append((timed, first_ms, peak, power.result(images=batch * timed.stats_count)))
+            runs.append(
+                (timed, first_ms, peak, power.result(images=batch * len(timed.stats.samples_ms)))
+            )
             del model, inputs, step
     timed, first_ms, peak, energy = min(runs, key=lambda run: run[0].stats.median_ms)
     timing = timed.stats

@@ -196,10 +196,6 @@ class Timed:
     stopped_by: str  # "stable" | "max_samples" | "budget"
     contention: Contention
 
-    @property
-    def stats_count(self) -> int:
-        return len(self.stats.samples_ms)
-
     def unreliable_reasons(self) -> list[str]:
         """Why the number should not be taken as fact (empty: it can be)."""
         reasons = []
