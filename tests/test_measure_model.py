@@ -147,11 +147,11 @@ def test_bad_configs_are_user_errors(config, message):
 
 
 def test_the_fastest_fresh_instance_counts_only_where_a_second_confirms_it():
-    from sasa_bench.measure.model import _placement_reason
+    from sasa_bench.measure.model import placement_reason
 
-    assert _placement_reason([48.0]) is None  # one instance: nothing to confirm
-    assert _placement_reason([73.0, 48.0, 50.0]) is None  # 50 is within 10 % of 48
-    reason = _placement_reason([48.0, 73.0, 75.0])
+    assert placement_reason([48.0], "instances") is None  # one: nothing to confirm
+    assert placement_reason([73.0, 48.0, 50.0], "instances") is None  # 50 is within 10 % of 48
+    reason = placement_reason([48.0, 73.0, 75.0], "instances")
     assert reason.startswith("fresh instances disagree (medians 48.00, 73.00, 75.00 ms")
     assert "memory placement" in reason
 

@@ -7,8 +7,8 @@ import sys
 import textwrap
 
 from sasa_bench.measure.model import BenchConfig
-from sasa_bench.measure.sweep import run_isolated, run_sweep
-from sasa_bench.records import SCHEMA_VERSION, load_records
+from sasa_bench.measure.sweep import fastest_process, run_isolated, run_sweep
+from sasa_bench.records import SCHEMA_VERSION, Record, load_records
 
 FAKE_WORKER = textwrap.dedent(
     f"""
@@ -92,3 +92,22 @@ def test_the_real_worker_measures_in_a_subprocess(tmp_path):
     assert record.config == config.to_dict()
     assert record.metrics["batch_size"] == 1 and record.env["torch_threads"] >= 1
     json.dumps(record.metrics)  # plain JSON all through
+
+
+def process_record(median_ms, status="ok"):
+    metrics = {"median_ms": median_ms, "reliable": True, "unreliable_reasons": [], "notes": []}
+    return Record("bench", "sasa26", status=status, error=None if status == "ok" else "boom",
+                  config={"instances": 1}, metrics=metrics)  # fmt: skip
+
+
+def test_a_cpu_measurement_keeps_the_fastest_of_fresh_processes_where_a_second_confirms_it():
+    config = BenchConfig("sasa26")
+    best = fastest_process(config, [process_record(m) for m in (74.0, 47.0, 48.0)])
+    assert best.metrics["median_ms"] == 47.0 and best.metrics["reliable"]
+    assert best.metrics["process_medians_ms"] == [74.0, 47.0, 48.0]
+    assert best.config == config.to_dict()  # the measurement asked, not one worker's
+    lone = fastest_process(config, [process_record(m) for m in (47.0, 74.0, 75.0)])
+    assert not lone.metrics["reliable"]
+    assert "fresh processes disagree" in lone.metrics["unreliable_reasons"][0]
+    crashed = fastest_process(config, [process_record(47.0), process_record(None, "failed")])
+    assert crashed.status == "ok" and "1 of 2 processes failed: boom" in crashed.metrics["notes"]

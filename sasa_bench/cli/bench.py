@@ -69,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--instances",
         type=int,
-        help="fresh model instances timed, the fastest reported (default 3 on a CPU, 1 on GPUs)",
+        help="fresh model instances timed in one process, the fastest reported (default: on a "
+        "CPU 3 fresh processes of one instance each, on GPUs 1)",
     )
     run.add_argument(
         "--threads",

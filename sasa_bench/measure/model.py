@@ -208,7 +208,7 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
     timed, first_ms, peak, energy = min(runs, key=lambda run: run[0].stats.median_ms)
     timing = timed.stats
     medians = [run[0].stats.median_ms for run in runs]
-    placement = _placement_reason(medians)
+    placement = placement_reason(medians, "instances")
     flops = model_cost(spec).flops
     metrics = timed.to_metrics()
     if placement:
@@ -248,8 +248,9 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
 CONFIRM = 1.10
 
 
-def _placement_reason(medians: list[float]) -> str | None:
-    """Why the fastest of several fresh instances is not confirmed, or None."""
+def placement_reason(medians: list[float], what: str) -> str | None:
+    """Why the fastest of several fresh `what` (instances, processes) is not confirmed, or
+    None."""
     if len(medians) < 2:
         return None
     fastest, second = sorted(medians)[:2]
@@ -257,7 +258,7 @@ def _placement_reason(medians: list[float]) -> str | None:
         return None
     spread = ", ".join(f"{m:.2f}" for m in medians)
     return (
-        f"fresh instances disagree (medians {spread} ms; no second within "
+        f"fresh {what} disagree (medians {spread} ms; no second within "
         f"{100 * (CONFIRM - 1):.0f}% of the fastest): memory placement"
     )
 
