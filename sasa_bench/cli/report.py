@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sasa_bench.cli.common import console
-from sasa_bench.report.build import build_report
+from sasa_bench.report.build import ReportProgress, build_report
 from sasa_bench.report.study import DEFAULT_STUDIES, available
 
 
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="report folder (default: reports/<environment>)")
 
 
-class Lines:
+class Lines(ReportProgress):
     """One line per event, with the seconds since the report started."""
 
     def __init__(self, stream=None) -> None:  # None: sys.stdout when printing

@@ -20,7 +20,7 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from torch import nn
 from sasa_bench.devices import DTYPES, MODES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import get_backend
-from sasa_bench.measure.memory import PeakMemory
-from sasa_bench.measure.power import PowerMonitor
-from sasa_bench.measure.timing import Stopping, TimingStats, measure_steps, warm_up
+from sasa_bench.measure.memory import MemoryStats, PeakMemory
+from sasa_bench.measure.power import PowerMonitor, PowerStats
+from sasa_bench.measure.timing import Stopping, Timed, TimingStats, measure_steps, warm_up
 from sasa_bench.models.registry import NamedModel, parse_model
 from sasa_bench.models.resnet import IN_CHANNELS, build_model, model_cost
 from sasa_bench.models.spec import ModelSpec
@@ -176,6 +176,15 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+class _Instance(NamedTuple):
+    """One fresh instance's timing, first step, peak memory and energy."""
+
+    timed: Timed
+    first_ms: float | None
+    peak: MemoryStats
+    energy: PowerStats
+
+
 def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, Any]:
     """Metrics of one measurement at `batch` (raises on failure, out of memory included).
 
@@ -187,7 +196,7 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    runs = []
+    runs: list[_Instance] = []
     with intra_op_threads(config.intra_op_threads):
         threads = torch.get_num_threads()
         for instance in range(config.fresh_instances):
@@ -200,14 +209,14 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
                 memory.reset()
                 with PowerMonitor(config.device) as power:
                     timed = measure_steps(step, device, threads=threads, stopping=config.stopping)
-            peak = memory.read() if instance == 0 else runs[0][2]  # the first: nothing before it
-            runs.append(
-                (timed, first_ms, peak, power.result(images=batch * len(timed.stats.samples_ms)))
-            )
+            # memory of the first instance: nothing of another instance is alive before it
+            peak = memory.read() if instance == 0 else runs[0].peak
+            energy = power.result(images=batch * len(timed.stats.samples_ms))
+            runs.append(_Instance(timed, first_ms, peak, energy))
             del model, inputs, step
-    timed, first_ms, peak, energy = min(runs, key=lambda run: run[0].stats.median_ms)
+    timed, first_ms, peak, energy = min(runs, key=lambda run: run.timed.stats.median_ms)
     timing = timed.stats
-    medians = [run[0].stats.median_ms for run in runs]
+    medians = [run.timed.stats.median_ms for run in runs]
     placement = placement_reason(medians, "instances")
     flops = model_cost(spec).flops
     metrics = timed.to_metrics()

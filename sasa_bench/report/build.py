@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
@@ -137,20 +136,21 @@ def outcome(record: Record) -> str:
 Note = Callable[[str], None]
 
 
-class ReportProgress(Protocol):
-    """What a report says while it works (a terminal's bar, or plain lines for a log)."""
+class ReportProgress:
+    """What a report says while it works; this one says nothing. The CLI's subclasses draw a
+    terminal's bar or print plain lines for a log."""
 
-    def begin(self, total: int) -> None: ...
-    def start(self, label: str) -> None: ...
-    def finish(self, label: str, seconds: float, outcome: str) -> None: ...
-    def note(self, text: str) -> None: ...
+    def begin(self, total: int) -> None:
+        """`total` items are to be measured."""
 
+    def start(self, label: str) -> None:
+        """An item starts."""
 
-class Silent:
-    def begin(self, total: int) -> None: ...
-    def start(self, label: str) -> None: ...
-    def finish(self, label: str, seconds: float, outcome: str) -> None: ...
-    def note(self, text: str) -> None: ...
+    def finish(self, label: str, seconds: float, outcome: str) -> None:
+        """An item ended after `seconds`, with `outcome` in a few words."""
+
+    def note(self, text: str) -> None:
+        """A line of work in progress (a training epoch)."""
 
 
 def build_report(
@@ -171,7 +171,7 @@ def build_report(
     folder.mkdir(parents=True, exist_ok=True)
     store = RecordStore(folder / "records.jsonl", load_records(results) if results else [])
     work = plan_work(studies, store, device)
-    progress = progress or Silent()
+    progress = progress or ReportProgress()
     progress.begin(len(work))
     for kind, item in work:
         name = label(kind, item)

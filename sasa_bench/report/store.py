@@ -6,6 +6,7 @@ moment it exists, so an interrupted report, run again, measures only what is mis
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def trains(study: Study, model: str) -> bool:
     return bool(study.train and model in study.train.models)
 
 
+@functools.cache
 def trained_model(model: str, overrides: str, data: str) -> str:
-    """The canonical name a training run on `data` gives the entry (input size, classes)."""
+    """The canonical name a training run on `data` gives the entry (input size, classes);
+    cached: every lookup of an entry's records asks, and the answer opens the dataset."""
     return fit_to_data(with_options(model, overrides), open_dataset(data), ()).name
 
 
