@@ -78,7 +78,9 @@ def _block_core_macs(out_shape, mixtures: int | None) -> int:
 def count_torch(model: nn.Module, x: torch.Tensor, handlers: bool = True) -> CounterResult:
     from torch.utils.flop_counter import FlopCounterMode
 
-    def formula(q, k, v, rel, kernel_size, heads, impl, out_shape=None, **_):
+    def formula(
+        q, k, v, rel, kernel_size, heads, impl, padding="zero", scale=1.0, out_shape=None, **_
+    ):  # the op's arguments, as shapes; padding and scale change no multiply-add
         return 2 * _core_macs(q, k, rel, kernel_size)
 
     mapping = {torch.ops.sasa_bench.window_attention: formula} if handlers else {}
@@ -97,7 +99,7 @@ def count_fvcore(model: nn.Module, x: torch.Tensor, handlers: bool = True) -> Co
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 
-    def attention_handle(inputs, outputs):
+    def attention_handle(inputs, outputs):  # inputs: the op's nine arguments, as traced values
         kernel_size = inputs[4].toIValue()
         shapes = [None if v.type().kind() == "NoneType" else get_shape(v) for v in inputs[:4]]
         return _core_macs(shapes[0], shapes[1], shapes[3], kernel_size)
@@ -198,6 +200,7 @@ def count_ptflops(
 
 
 def _ptflops_aten_attention(args, outputs) -> int:
+    # (q, k, v, rel, kernel_size, heads, impl, padding, scale): padding and scale change no MAC
     q, k, _, rel, kernel_size = args[:5]
     return _core_macs(q.shape, k, rel, kernel_size)
 

@@ -34,9 +34,9 @@ def test_kernels_check_passes_for_every_backend_fp32_and_bf16(capsys):
     assert all(r["errors"]["dq"] is not None and r["errors"]["dv"] is not None for r in triton)
 
 
-def broken(q, k, v, rel, kernel_size, heads):
+def broken(q, k, v, rel, kernel_size, heads, padding="zero", scale=1.0):
     """The reference without the q.r logits: what a wrong kernel looks like."""
-    return kernels.reference.attention(q, k, v, None, kernel_size, heads)
+    return kernels.reference.attention(q, k, v, None, kernel_size, heads, padding, scale)
 
 
 def test_check_catches_a_wrong_backend(monkeypatch, capsys):
@@ -135,32 +135,163 @@ def test_kernels_bad_input(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def _reference_grads(q, k, v, rel, grad, kernel_size, heads):
+def eq3_pixel(q, k, v, rel, b, h, i, j, kernel_size, heads, padding, scale):
+    """Eq. 3 for head h of pixel (i, j) of image b, in float64: (output (d,), log-sum-exp).
+    The window's positions outside the image are zero keys and values inside the softmax
+    ("zero") or are skipped ("mask")."""
+    _, channels, height, width = q.shape
+    d, pad = channels // heads, kernel_size // 2
+    c = slice(h * d, (h + 1) * d)
+    query = q[b, c, i, j]
+    logits, values = [], []
+    for dy in range(kernel_size):
+        for dx in range(kernel_size):
+            y, x = i + dy - pad, j + dx - pad
+            inside = 0 <= y < height and 0 <= x < width
+            if not inside and padding == "mask":
+                continue
+            zero = torch.zeros(d, dtype=torch.float64)
+            key = k[b, c, y, x] if inside and k is not None else zero
+            logit = query @ key
+            if rel is not None:
+                logit = logit + query @ rel[h, :, dy * kernel_size + dx]
+            logits.append(scale * logit)
+            values.append(v[b, c, y, x] if inside else zero)
+    logits = torch.stack(logits)
+    out = (torch.softmax(logits, dim=0)[:, None] * torch.stack(values)).sum(0)
+    return out, torch.logsumexp(logits, dim=0)
+
+
+def eq3_by_loops(q, k, v, rel, kernel_size, heads, padding, scale):
+    """Eq. 3 pixel by pixel, head by head: (out (B, C, H, W), lse (B, heads, H, W))."""
+    batch, channels, height, width = q.shape
+    d = channels // heads
+    out = torch.zeros(batch, channels, height, width, dtype=torch.float64)
+    lse = torch.zeros(batch, heads, height, width, dtype=torch.float64)
+    for b in range(batch):
+        for h in range(heads):
+            for i in range(height):
+                for j in range(width):
+                    found = eq3_pixel(q, k, v, rel, b, h, i, j, kernel_size, heads, padding, scale)
+                    out[b, h * d : (h + 1) * d, i, j], lse[b, h, i, j] = found
+    return out, lse
+
+
+@pytest.mark.parametrize("padding", kernels.PADDINGS)
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+@pytest.mark.parametrize(
+    "height, width, kernel_size, keys",
+    [(4, 3, 3, True), (4, 3, 5, True), (4, 4, 7, True), (3, 4, 3, False)],
+)
+def test_reference_is_eq3_computed_pixel_by_pixel(padding, scale, height, width, kernel_size, keys):
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(*size):
+        return torch.randn(*size, generator=generator, dtype=torch.float64)
+
+    batch, channels, heads = 2, 4, 2
+    q, k, v = (draw(batch, channels, height, width) for _ in range(3))
+    k = k if keys else None
+    rel = draw(heads, channels // heads, kernel_size**2)
+    expected, expected_lse = eq3_by_loops(q, k, v, rel, kernel_size, heads, padding, scale)
+    out, lse = reference.attention(q, k, v, rel, kernel_size, heads, padding, scale)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lse.double(), expected_lse, rtol=0, atol=1e-6)  # lse is fp32
+    through_op = kernels.window_attention(
+        q, k, v, rel, kernel_size, heads, "reference", padding, scale
+    )
+    torch.testing.assert_close(through_op, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["reference", "unfold"])
+def test_masked_scaled_attention_passes_gradcheck(impl):
+    generator = torch.Generator().manual_seed(1)
+    batch, channels, height, width, heads, kernel_size = 1, 4, 3, 4, 2, 3
+    q, k, v = (
+        torch.randn(batch, channels, height, width, generator=generator, dtype=torch.float64)
+        for _ in range(3)
+    )
+    rel = torch.randn(heads, channels // heads, kernel_size**2, generator=generator)
+    inputs = [t.double().requires_grad_(True) for t in (q, k, v, rel)]
+
+    def core(q, k, v, rel):
+        return kernels.window_attention(
+            q, k, v, rel, kernel_size, heads, impl, padding="mask", scale=0.7
+        )
+
+    assert torch.autograd.gradcheck(core, inputs)
+
+
+@pytest.mark.parametrize("impl", EXACT)
+def test_masked_positions_get_zero_probability(impl):
+    """q = 0: every logit is 0, so each query averages the values its softmax admits. With the
+    mask the corner of a 3x3 map with k = 3 sees its 4 inside pixels; with zero padding it sees
+    9 positions, 5 of them zero values. The centre sees all 9 pixels either way."""
+    v = torch.randn(1, 2, 3, 3)
+    q, k = torch.zeros_like(v), torch.randn_like(v)
+    rel = torch.randn(1, 2, 9)
+    corner = v[0, :, :2, :2].sum((1, 2))
+    with torch.no_grad():
+        masked = kernels.window_attention(q, k, v, rel, 3, 1, impl, padding="mask", scale=0.5)
+        zero = kernels.window_attention(q, k, v, rel, 3, 1, impl, padding="zero", scale=0.5)
+    torch.testing.assert_close(masked[0, :, 0, 0], corner / 4)
+    torch.testing.assert_close(zero[0, :, 0, 0], corner / 9)
+    for out in (masked, zero):
+        torch.testing.assert_close(out[0, :, 1, 1], v[0].mean((1, 2)))
+
+
+def test_scale_is_scaling_q():
+    generator = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 8, 5, 6, generator=generator, dtype=torch.float64) for _ in "qkv")
+    rel = torch.randn(2, 4, 9, generator=generator, dtype=torch.float64)
+    for padding in kernels.PADDINGS:
+        scaled, _ = reference.attention(q, k, v, rel, 3, 2, padding, 0.3)
+        expected, _ = reference.attention(0.3 * q, k, v, rel, 3, 2, padding)
+        torch.testing.assert_close(scaled, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", EXACT)
+def test_unknown_padding_is_refused(impl):
+    q = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(ValueError, match="unknown padding 'reflect'; choose one of: zero, mask"):
+        kernels.window_attention(q, q, q, None, 3, 1, impl, padding="reflect")
+    forward, _ = kernels.get_backend(impl).load()
+    with pytest.raises(ValueError, match="choose one of: zero, mask"):
+        forward(q, q, q, None, 3, 1, padding="reflect")
+
+
+def _reference_grads(q, k, v, rel, grad, kernel_size, heads, padding="zero", scale=1.0):
     inputs = [t.double().detach().requires_grad_(True) for t in (q, k, v, rel)]
-    out, _ = reference.attention(*inputs, kernel_size, heads)
+    out, _ = reference.attention(*inputs, kernel_size, heads, padding, scale)
     out.backward(grad.double())
     return out, [t.grad for t in inputs]
 
 
 @pytest.mark.parametrize(
-    "tile, channels_last",
-    [(tile, i % 2 == 1) for i, tile in enumerate(triton_window.TILES)],
+    "tile, channels_last, padding",
+    [
+        (tile, i % 2 == 1, kernels.PADDINGS[i // 2 % 2])
+        for i, tile in enumerate(triton_window.TILES)
+    ],
 )
-def test_every_triton_tile_is_exact(tile, channels_last):
+def test_every_triton_tile_is_exact(tile, channels_last, padding):
     """Every configuration the autotuner may pick on a GPU, here in the interpreter: tiles larger
     than the map, maps that are not a multiple of the tile, channel slices of one channels-last
-    q/k/v tensor (the fused projection's output)."""
+    q/k/v tensor (the fused projection's output), both padding modes (masked with the 1/sqrt(d)
+    scale)."""
     batch, channels, height, width, heads, kernel_size = 1, 16, 9, 11, 2, 5
+    scale = (channels // heads) ** -0.5 if padding == "mask" else 1.0
     qkv = torch.randn(batch, 3 * channels, height, width)
     if channels_last:
         qkv = qkv.to(memory_format=torch.channels_last)
     q, k, v = qkv.split(channels, dim=1)
     rel = torch.randn(heads, channels // heads, kernel_size**2)
     grad = torch.randn(batch, channels, height, width)
-    out, lse = triton_window.forward(q, k, v, rel, kernel_size, heads, tile=tile)
+    options = (kernel_size, heads, padding, scale)
+    out, lse = triton_window.forward(q, k, v, rel, *options, tile=tile)
     assert (out.stride(1) == 1) == channels_last  # the output keeps the input's layout
-    grads = triton_window.backward(q, k, v, rel, out, lse, grad, kernel_size, heads, tile=tile)
-    expected, expected_grads = _reference_grads(q, k, v, rel, grad, kernel_size, heads)
+    grads = triton_window.backward(q, k, v, rel, out, lse, grad, *options, tile=tile)
+    expected, expected_grads = _reference_grads(q, k, v, rel, grad, *options)
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
     for name, ours, ref in zip(("dq", "dk", "dv", "drel"), grads, expected_grads, strict=True):
         torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-4, msg=name)

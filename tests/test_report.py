@@ -25,13 +25,13 @@ from sasa_bench.report.study import available, load_study
 STUDIES = ["table1", "table3", "table4", "table5", "table6", "table7", "fig5", "backends"]
 
 
-TINY_STUDY = '''"""A tiny study for the tests: ResNet-26 at width 0.125, trained for one epoch."""
+TINY_STUDY = '''"""A tiny study for the tests: ResNet-26 at width 0.125, one epoch, two seeds."""
 from sasa_bench.report.study import Bench, Study, Train
 
 def study(smoke):
     return Study(name="tiny", title="Tiny", models=("resnet26:width=0.125",),
                  bench=Bench("resolution=32", batch_size=2, warmup=1, iters=2, max_time_s=0.5),
-                 train=Train(("resnet26:width=0.125",), overrides="", epochs=1))
+                 train=Train(("resnet26:width=0.125",), overrides="", epochs=1, seeds=(0, 1)))
 '''
 NAMES = ["table6", "tiny", "backends"]
 
@@ -67,19 +67,28 @@ def test_smoke_report_files(report):
     for name in ("report.md", "index.html", "records.jsonl", "records.csv", "tables/table6.csv"):
         assert (report / name).is_file(), name
     kinds = [r.kind for r in load_records(report / "records.jsonl")]
-    # table6's two models, tiny's one, and the configuration tiny trains
-    assert kinds.count("bench") == 4 and kinds.count("kernels") == 1 and kinds.count("train") == 1
+    # table6's two models, tiny's one, and the configuration tiny trains (with two seeds)
+    assert kinds.count("bench") == 4 and kinds.count("kernels") == 1 and kinds.count("train") == 2
 
 
 def test_trained_accuracy_is_in_the_table_and_the_figures(report, experiments):
     study = load_study("tiny", smoke=True, directory=experiments)
     store = RecordStore(report / "records.jsonl", [])
     (entry,) = render.entries_of(study, store, "cpu")
-    top1 = entry.accuracy.metrics["top1"]
+    runs = [r for r in load_records(report / "records.jsonl") if r.kind == "train"]
+    top1 = [r.metrics["top1"] for r in sorted(runs, key=lambda r: r.config["seed"])]
     assert entry.accuracy.model == "resnet26:num_classes=10,resolution=32,width=0.125"
-    assert f"| {top1:.1f} (digits, resnet26:num_classes=10" in (report / "report.md").read_text()
-    names = {made.name for made in render.study_figures(study, [entry], "cpu")}
-    assert names == {"tiny-cost", "tiny-throughput", "tiny-memory"}
+    assert entry.accuracy.seeds == (0, 1) and entry.accuracy.top1 == tuple(top1)
+    mean, sd = sum(top1) / 2, abs(top1[0] - top1[1]) / 2**0.5  # the sample sd of two runs
+    cell = f"| {mean:.1f} ± {sd:.1f} (n=2) (digits, resnet26:num_classes=10"
+    assert cell in (report / "report.md").read_text()
+    figures = {made.name: made.figure for made in render.study_figures(study, [entry], "cpu")}
+    assert set(figures) == {"tiny-cost", "tiny-throughput", "tiny-memory"}
+    # the measured point is the mean, its vertical bar mean ± sd
+    (ax,) = [ax for ax in figures["tiny-cost"].axes if "flops" in ax.get_title()]
+    (bar,) = [c for c in ax.collections if len(c.get_segments())]
+    ((_, low), (_, high)) = bar.get_segments()[0]
+    assert (low, high) == pytest.approx((mean - sd, mean + sd))
 
 
 def test_figures_exist_and_have_plotted_data(report):
@@ -227,7 +236,11 @@ def test_every_plotted_point_takes_x_and_y_from_one_configuration(report, experi
     x and y come from records of the one configuration its legend names."""
     records = load_records(report / "records.jsonl")
     bench = {r.model: r.metrics for r in records if r.kind == "bench"}
-    top1 = {r.model: r.metrics["top1"] for r in records if r.kind == "train"}
+    runs: dict[str, list[float]] = {}
+    for r in records:
+        if r.kind == "train":
+            runs.setdefault(r.model, []).append(r.metrics["top1"])
+    top1 = {model: sum(values) / len(values) for model, values in runs.items()}  # over seeds
     store = RecordStore(report / "records.jsonl", [])
     seen_panels = set()
     for study in (load_study("table6", smoke=True), load_study("tiny", True, experiments)):
@@ -241,12 +254,12 @@ def test_every_plotted_point_takes_x_and_y_from_one_configuration(report, experi
                     if title.startswith("paper"):  # the paper's own row, both coordinates
                         row = paper.row_for(label, study.paper_table)
                         assert y == row.top1 and x in (row.flops_b, row.params_m)
-                    elif "top-1 against flops" in title:
+                    elif "seeds) against flops" in title:
                         assert (x, y) == pytest.approx((flops, top1[label]))
-                    elif "top-1 against params" in title:
+                    elif "seeds) against params" in title:
                         params = model_cost(parse_model(label).spec).params / 1e6
                         assert (x, y) == pytest.approx((params, top1[label]))
-                    elif "top-1 against" in title:  # speed and accuracy of the trained model
+                    elif "seeds) against" in title:  # speed and accuracy of the trained model
                         assert label in top1 and label in bench
                         assert y == pytest.approx(top1[label])
                     else:  # a measured quantity against the FLOPs of what was measured
@@ -263,7 +276,7 @@ def test_off_a_terminal_the_report_prints_a_line_per_measurement(experiments, tm
                  progress=Lines())  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert all(re.match(r"\[ *\d+\.\d s\] ", line) for line in lines), lines
-    finished = [line for line in lines if re.search(r"\d/3 .*: .*\(\d+\.\d s\)$", line)]
-    assert len(finished) == 3  # bench, train, bench of the trained model
+    finished = [line for line in lines if re.search(r"\d/4 .*: .*\(\d+\.\d s\)$", line)]
+    assert len(finished) == 4  # bench, train (two seeds), bench of the trained model
     assert any("epoch 1/1" in line for line in lines)  # the training's epochs as they end
     assert any("images/s (IQR" in line for line in finished)

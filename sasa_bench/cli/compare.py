@@ -9,11 +9,20 @@ from rich.table import Table
 
 from sasa_bench.cli.common import console, print_json
 from sasa_bench.format import to_csv, to_markdown
-from sasa_bench.report.compare import ENV_FIELDS, IDENTITY, Comparison, compare, load_labelled
+from sasa_bench.report.compare import (
+    ACCURACY_METRICS,
+    ENV_FIELDS,
+    IDENTITY,
+    Comparison,
+    compare,
+    load_labelled,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("compare", help="bench records of several files side by side")
+    parser = sub.add_parser(
+        "compare", help="bench (or accuracy) records of several files side by side"
+    )
     parser.add_argument("files", nargs="+", metavar="FILE.jsonl")
     parser.add_argument(
         "--by",
@@ -26,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--metric",
         default="images_per_s",
         help="a metrics field: images_per_s (default), median_ms, min_ms, peak_rss_bytes, "
-        "peak_allocated_bytes, joules_per_image, power_mean_w, ...",
+        "peak_allocated_bytes, joules_per_image, power_mean_w, ...; top1 or top5: the training "
+        "and eval records, mean ± sd over seeds (n)",
     )
     parser.add_argument("--baseline", help="the column the ratios divide by (default: first)")
     parser.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
@@ -34,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    kinds = ("train", "eval") if args.metric in ACCURACY_METRICS else ("bench",)
     result = compare(
-        load_labelled(args.files), by=args.by, metric=args.metric, baseline=args.baseline
+        load_labelled(args.files, kinds), by=args.by, metric=args.metric, baseline=args.baseline
     )
     fmt = "json" if args.json else args.format
     if fmt == "json":

@@ -23,6 +23,7 @@ from sasa_bench.cli.common import (
 )
 from sasa_bench.train.config import OPTIMIZERS, RECIPES, SCHEDULES, make_config
 from sasa_bench.train.datasets import open_dataset
+from sasa_bench.train.seeds import parse_seeds, summarize
 from sasa_bench.train.setup import fit_to_data
 from sasa_bench.train.trainer import train
 
@@ -46,7 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     recipe.add_argument("--weight-decay", type=float)
     recipe.add_argument("--ema", type=float, metavar="DECAY", help="weight EMA decay; 0 = off")
     recipe.add_argument("--bn-momentum", type=float, help="torch convention (1 - BN decay)")
-    recipe.add_argument("--seed", type=int, default=0)
+    seeds = recipe.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (0)")
+    seeds.add_argument(
+        "--seeds",
+        type=seed_list,
+        metavar="LIST",
+        help="one run per seed, e.g. 0,1,2 (each in OUT/seed-N), then their mean ± sd",
+    )
     run = parser.add_argument_group("run")
     add_execution_arguments(run)
     run.add_argument("--workers", type=int, default=4, help="loader processes (image folders)")
@@ -58,6 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATA)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return parse_seeds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def default_out(model: str, data: str) -> Path:
@@ -72,26 +87,43 @@ def run(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in (
             "epochs", "batch_size", "lr", "optimizer", "momentum", "warmup_epochs", "schedule",
-            "label_smoothing", "weight_decay", "ema", "bn_momentum", "seed", "subset", "amp",
+            "label_smoothing", "weight_decay", "ema", "bn_momentum", "subset", "amp",
             "device", "workers", "attn_impl", "threads",
         )
     }  # fmt: skip
-    config = make_config(
-        model=model.name,
-        data=args.data,
-        recipe=args.recipe,
-        channels_last=args.channels_last,
-        **flags,
-    )
-    record = train(
-        config,
-        dataset,
-        out=args.out or default_out(model.name, args.data),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        results=args.results,
-        echo=lambda line: print(line, flush=True),
-    )
+    seeds = args.seeds or (args.seed,)
+    out = args.out or default_out(model.name, args.data)
+    records = []
+    for seed in seeds:
+        config = make_config(
+            model=model.name,
+            data=args.data,
+            recipe=args.recipe,
+            channels_last=args.channels_last,
+            seed=seed,
+            **flags,
+        )
+        records.append(
+            train(
+                config,
+                dataset,
+                out=out / f"seed-{seed}" if args.seeds else out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                results=args.results,
+                echo=lambda line: print(line, flush=True),
+            )
+        )
+    summaries = summarize(records)
+    if args.seeds and is_main_process():
+        for summary in summaries:
+            seeds_text = ", ".join(map(str, summary.seeds))
+            print(
+                f"{summary.model} on {summary.data}, {summary.epochs} epochs: test top-1 "
+                f"{summary.text(2)} %, mean ± sd over seeds {seeds_text}",
+                flush=True,
+            )
     if args.json and is_main_process():
-        print_json(dataclasses.asdict(record))
+        payload = [dataclasses.asdict(record) for record in records]
+        print_json(payload[0] if not args.seeds else payload)
     return 0

@@ -1,9 +1,20 @@
 """Attention backends: interchangeable implementations of the SASA attention core.
 
 A backend's forward has the signature of `reference.attention` and returns (out, lse).
-`exact` backends compute Eq. 3 with the paper's zero-padded border and must agree with the
-reference to rounding error. A backend may bring its own backward; otherwise its forward is
-recomputed under autograd.
+`exact` backends compute Eq. 3 and must agree with the reference to rounding error, in both
+border modes (`PADDINGS`):
+
+- "zero": Eq. 3 as written over a zero-padded image. Positions outside the image are keys and
+  values of zero that still enter the softmax, with logit q.r (q.k = 0 there), and add nothing
+  to the output.
+- "mask": positions outside the image are left out of the softmax (probability 0), as in
+  tensor2tensor's local 2-D attention. The window's centre is always inside, so every query
+  has at least one key.
+
+Logits are multiplied by `scale` before the softmax: softmax(scale * (q.k + q.r)), the same as
+scaling q. 1.0 is Eq. 3 as written; d**-0.5 (d the head dim) is tensor2tensor's convention.
+Neither option changes the number of multiply-adds. A backend may bring its own backward;
+otherwise its forward is recomputed under autograd.
 
 Models call the core through one custom operator, `torch.ops.sasa_bench.window_attention`,
 whatever the backend. To every tracer (FLOP counters, profilers, torch.compile) the attention is
@@ -22,6 +33,10 @@ from dataclasses import dataclass
 import torch
 
 from sasa_bench.errors import UnknownNameError
+
+#: border modes of the window: "zero" (Eq. 3 over a zero-padded image) or "mask" (outside
+#: positions excluded from the softmax)
+PADDINGS = ("zero", "mask")
 
 if not torch.cuda.is_available():
     # Triton kernels can only run in Triton's interpreter here. The flag must be set before
@@ -100,10 +115,19 @@ def get_backend(name: str) -> Backend:
         ) from None
 
 
+def is_masked(padding: str) -> bool:
+    """Whether `padding` leaves positions outside the image out of the softmax ("mask") rather
+    than zero-padding them ("zero"); ValueError for any other value."""
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}")
+    return padding == "mask"
+
+
 def window_attention_macs(
     q_shape: tuple[int, ...], has_keys: bool, has_rel: bool, kernel_size: int
 ) -> int:
-    """MACs of the core for q of shape (B, C, H, W): q.k, q.r and attn.v, k^2 x C per pixel each."""
+    """MACs of the core for q of shape (B, C, H, W): q.k, q.r and attn.v, k^2 x C per pixel each
+    (whatever the padding mode and scale: masking and scaling the logits are elementwise)."""
     batch, channels, height, width = q_shape
     products = 1 + has_keys + has_rel
     return products * batch * channels * height * width * kernel_size**2
@@ -118,20 +142,22 @@ def _window_attention_op(
     kernel_size: int,
     heads: int,
     impl: str,
+    padding: str,
+    scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     forward, _ = get_backend(impl).load()
     with torch.no_grad():  # autograd of the op is _backward's business
-        return forward(q, k, v, rel, kernel_size, heads)
+        return forward(q, k, v, rel, kernel_size, heads, padding, scale)
 
 
 @_window_attention_op.register_fake
-def _(q, k, v, rel, kernel_size, heads, impl):
+def _(q, k, v, rel, kernel_size, heads, impl, padding, scale):
     batch, _, height, width = q.shape
     return torch.empty_like(q), q.new_empty(batch, heads, height, width, dtype=torch.float32)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, rel, ctx.kernel_size, ctx.heads, ctx.impl = inputs
+    q, k, v, rel, ctx.kernel_size, ctx.heads, ctx.impl, ctx.padding, ctx.scale = inputs
     fused = get_backend(ctx.impl).backward_name is not None  # needs out and lse
     ctx.save_for_backward(q, k, v, rel, *(output if fused else (None, None)))
 
@@ -140,12 +166,14 @@ def _backward(ctx, grad: torch.Tensor, _grad_lse: torch.Tensor):
     q, k, v, rel, out, lse = ctx.saved_tensors
     forward, backward = get_backend(ctx.impl).load()
     needs = ctx.needs_input_grad[:4]
+    options = (ctx.kernel_size, ctx.heads, ctx.padding, ctx.scale)
+    untracked = (None,) * 5  # kernel_size, heads, impl, padding, scale
     if backward is not None:
-        grads = backward(q, k, v, rel, out, lse, grad, ctx.kernel_size, ctx.heads)
-        return (*(g if n else None for g, n in zip(grads, needs, strict=True)), None, None, None)
+        grads = backward(q, k, v, rel, out, lse, grad, *options)
+        return (*(g if n else None for g, n in zip(grads, needs, strict=True)), *untracked)
     with torch.enable_grad():
         inputs = [None if t is None else t.detach().requires_grad_(True) for t in (q, k, v, rel)]
-        recomputed, _ = forward(*inputs, ctx.kernel_size, ctx.heads)
+        recomputed, _ = forward(*inputs, *options)
         wanted = [t for t, n in zip(inputs, needs, strict=True) if t is not None and n]
         found = iter(
             torch.autograd.grad(recomputed, wanted, grad, allow_unused=True) if wanted else ()
@@ -153,7 +181,7 @@ def _backward(ctx, grad: torch.Tensor, _grad_lse: torch.Tensor):
     grads = [
         next(found) if t is not None and n else None for t, n in zip(inputs, needs, strict=True)
     ]
-    return (*grads, None, None, None)
+    return (*grads, *untracked)
 
 
 _window_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -167,6 +195,11 @@ def window_attention(
     kernel_size: int,
     heads: int,
     impl: str = "reference",
+    padding: str = "zero",
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """SASA attention core (Eq. 3; see `reference.attention`) computed by backend `impl`."""
-    return _window_attention_op(q, k, v, rel, kernel_size, heads, impl)[0]
+    """SASA attention core (Eq. 3; see `reference.attention`) computed by backend `impl`:
+    softmax(scale * (q.k + q.r)) over each k x k window, the border zero-padded or masked
+    (`PADDINGS`)."""
+    is_masked(padding)  # a clear error before any backend runs
+    return _window_attention_op(q, k, v, rel, kernel_size, heads, impl, padding, float(scale))[0]

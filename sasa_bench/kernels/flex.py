@@ -1,12 +1,14 @@
 """SASA attention through PyTorch's FlexAttention: a 2-D window mask and a q.r score_mod.
 
-Keys and values are the zero-padded image ((H+2p) x (W+2p) tokens), so padded positions take
-part in the softmax exactly as in Eq. 3 (logit q.r, value 0). q.r is computed once per query
-and offset (B, heads, H*W, k^2) and read by the score_mod. On CUDA flex_attention is compiled
-(its kernels need a head dim of at least 16: smaller heads are zero-padded, which changes no
-dot product); elsewhere it runs eagerly, materialising the scores (small shapes only).
-Compiled kernels are specialised per shape; the dynamo recompile limit is raised so the many
-layer shapes of a network do not fall back to eager. Where the compiled kernel's default
+Keys and values are the zero-padded image ((H+2p) x (W+2p) tokens). With padding="zero" the
+padded positions take part in the softmax exactly as in Eq. 3 (logit q.r, value 0); with
+padding="mask" the block mask also requires the key to lie inside the image, so they are left
+out. q.r is computed once per query and offset (B, heads, H*W, k^2), times the logit scale,
+and read by the score_mod; FlexAttention applies the same scale to q.k. On CUDA flex_attention
+is compiled (its kernels need a head dim of at least 16: smaller heads are zero-padded, which
+changes no dot product); elsewhere it runs eagerly, materialising the scores (small shapes
+only). Compiled kernels are specialised per shape; the dynamo recompile limit is raised so the
+many layer shapes of a network do not fall back to eager. Where the compiled kernel's default
 configuration does not fit the GPU's shared memory, smaller blocks are tried in turn
 (`KERNEL_OPTIONS`), and the first that compiles is kept for that shape.
 """
@@ -18,6 +20,8 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import _disable_current_modes
+
+from sasa_bench.kernels import is_masked
 
 MIN_COMPILED_HEAD_DIM = 16
 #: FlexAttention kernel options tried in turn, where a configuration does not fit shared memory
@@ -75,15 +79,20 @@ def _flex_attention(device_type: str):
 
 
 @functools.lru_cache(maxsize=64)
-def _block_mask(height: int, width: int, kernel_size: int, device: str):
+def _block_mask(height: int, width: int, kernel_size: int, masked: bool, device: str):
     from torch.nn.attention.flex_attention import create_block_mask
 
     padded_width = width + kernel_size - 1
+    pad = kernel_size // 2
 
     def window(b, h, q_idx, kv_idx):
-        dy = kv_idx // padded_width - q_idx // width
-        dx = kv_idx % padded_width - q_idx % width
-        return (dy >= 0) & (dy < kernel_size) & (dx >= 0) & (dx < kernel_size)
+        ky, kx = kv_idx // padded_width, kv_idx % padded_width
+        dy = ky - q_idx // width
+        dx = kx - q_idx % width
+        near = (dy >= 0) & (dy < kernel_size) & (dx >= 0) & (dx < kernel_size)
+        if not masked:
+            return near
+        return near & (ky >= pad) & (ky < height + pad) & (kx >= pad) & (kx < width + pad)
 
     return create_block_mask(
         window,
@@ -95,8 +104,9 @@ def _block_mask(height: int, width: int, kernel_size: int, device: str):
     )
 
 
-def attention(q, k, v, rel, kernel_size: int, heads: int):
+def attention(q, k, v, rel, kernel_size: int, heads: int, padding="zero", scale=1.0):
     """(out, lse) for Eq. 3; same contract as `reference.attention`."""
+    masked = is_masked(padding)
     batch, channels, height, width = q.shape
     d = channels // heads
     pad = kernel_size // 2
@@ -113,6 +123,8 @@ def attention(q, k, v, rel, kernel_size: int, heads: int):
     qr = None
     if rel is not None:
         qr = torch.einsum("bhnd,hdo->bhno", qt, rel.to(q.dtype))
+        if scale != 1.0:
+            qr = qr * scale
 
     def score_mod(score, b, h, q_idx, kv_idx):
         if qr is None:
@@ -127,8 +139,8 @@ def attention(q, k, v, rel, kernel_size: int, heads: int):
     # Run outside any active dispatch mode (a FLOP counter, a profiler): to them the attention
     # is the one sasa_bench op, and flex's vmap-based mask and eager paths fail under such modes.
     with _disable_current_modes():
-        mask = _block_mask(height, width, kernel_size, str(q.device))
-        key = (tuple(qt.shape), kernel_size, qt.dtype, str(q.device), rel is not None)
+        mask = _block_mask(height, width, kernel_size, masked, str(q.device))
+        key = (tuple(qt.shape), kernel_size, qt.dtype, str(q.device), rel is not None, masked)
         out, lse = _run(
             _flex_attention(q.device.type),
             key,
@@ -137,7 +149,7 @@ def attention(q, k, v, rel, kernel_size: int, heads: int):
             vt,
             score_mod=score_mod,
             block_mask=mask,
-            scale=1.0,
+            scale=float(scale),
         )
     out = out[..., :d].transpose(-1, -2).reshape(batch, channels, height, width)
     return out, lse.reshape(batch, heads, height, width).float()

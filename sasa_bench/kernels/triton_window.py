@@ -1,13 +1,16 @@
-"""Fused SASA attention in Triton: forward and backward, exact (zero-padded border, q.r).
+"""Fused SASA attention in Triton: forward and backward, exact (zero or masked border, q.r).
 
 Forward: one program per (image, head) x 2-D tile of TILE_H x TILE_W query pixels. A square
 tile touches (TILE_H + k - 1) x (TILE_W + k - 1) key pixels, against k x (BLOCK + k - 1) for a
 raster run of BLOCK pixels, so neighbouring offsets hit the caches. The window's rows are a
 runtime loop and its columns an unrolled one (k independent loads in flight per row; compile
 time stays seconds, where a fully unrolled k x k loop takes tens). For each offset the key and
-value vectors are gathered (zero outside the image: the padded positions still enter the softmax
-with logit q.r), and an online softmax accumulates the output in fp32. The log-sum-exp per query
-is kept for the backward pass.
+value vectors are gathered (zero outside the image). With padding="zero" (MASK off) the padded
+positions still enter the softmax with logit q.r; with padding="mask" (MASK on) their logits are
+a large finite negative number (not -inf: the online softmax's exp2(m - m_new) stays a number),
+so their probability is 0. The logit scale (SCALE, a runtime float) is folded into the log2(e)
+factor of q. An online softmax accumulates the output in fp32. The log-sum-exp per query is kept
+for the backward pass.
 
 The head dim is a compile-time constant and the embeddings are stored offset-major, so with
 channels-last q/k/v (the models' layout on a GPU) every load is a 16-byte vector and reductions
@@ -18,8 +21,10 @@ that fits the registers; SASA_TRITON_AUTOTUNE=0 skips this); the candidates incl
 raster tile of the first version of this kernel.
 
 Backward, without atomics: a query-centric kernel computes delta = do . out per query, dq, and
-per-tile partial sums of the relative-embedding gradient; then a key-centric kernel computes dk
-and dv by visiting, for each key, the k^2 queries whose window holds it.
+per-tile partial sums of the relative-embedding gradient (masked positions: probability 0);
+then a key-centric kernel computes dk and dv by visiting, for each key, the k^2 queries whose
+window holds it (real keys only, so it needs no mask). The scale multiplies dq, dk and the
+embedding gradient once per pixel, outside the window loops.
 
 Tensors are (B, C, H, W) with any strides (NCHW or channels-last); head h owns channels
 [h*d, (h+1)*d). Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
@@ -34,6 +39,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from sasa_bench.kernels import is_masked
 
 #: (TILE_H, TILE_W, num_warps) the autotuner chooses from on CUDA, pruned per head dim by
 #: `fits`. With channels-last bf16 a thread loads 16 bytes of one pixel, so at d = 8 a tile of
@@ -78,6 +85,8 @@ def fits(tile: tuple[int, int, int], head_dim: int, budget: int) -> bool:
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
+#: the logit of a masked position, in base 2: exp2 of it (minus any real logit) is 0
+MASKED = tl.constexpr(-1e30)
 
 
 @triton.jit
@@ -153,16 +162,19 @@ def _fwd_kernel(
     W,
     HEADS,
     D: tl.constexpr,
+    SCALE,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
+    MASK: tl.constexpr,
     BLOCK_D: tl.constexpr,
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
 ):
     pid_bh, b, h, y, x, valid, dd, dmask, c = _program(H, W, HEADS, D, BLOCK_D, TILE_H, TILE_W)
-    # logits in base 2 (exp2 is the hardware's exponential): q scaled by log2(e) once
-    q = _load_pixels(Q, b, c, y, x, valid[:, None] & dmask[None, :], sqb, sqc, sqh, sqw) * LOG2E
+    # logits in base 2 (exp2 is the hardware's exponential): q scaled by log2(e) x SCALE once
+    qmask = valid[:, None] & dmask[None, :]
+    q = _load_pixels(Q, b, c, y, x, qmask, sqb, sqc, sqh, sqw) * (LOG2E * SCALE)
     # each offset's key/value pointers are the query pixel's plus one scalar per offset
     k_ptr = _pixels(K, b, c, y, x, skb, skc, skh, skw)
     v_ptr = _pixels(V, b, c, y, x, svb, svc, svh, svw)
@@ -186,6 +198,8 @@ def _fwd_kernel(
                 HAS_REL,
             )
             s = tl.sum(q * key, axis=1)
+            if MASK:
+                s = tl.where(inside, s, MASKED)
             v = tl.load(v_ptr + (oy * svh + ox * svw), mask=kv_mask, other=0.0).to(tl.float32)
             m_new = tl.maximum(m, s)
             alpha = tl.exp2(m - m_new)
@@ -241,9 +255,11 @@ def _bwd_q_kernel(
     HEADS,
     D: tl.constexpr,
     N_TILES,
+    SCALE,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
+    MASK: tl.constexpr,
     BLOCK_D: tl.constexpr,
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
@@ -258,7 +274,10 @@ def _bwd_q_kernel(
     # delta = do . out per query, for this kernel and (through DELTA) the key-side one after it
     delta = tl.sum(do * _load_pixels(OUT, b, c, y, x, qmask, sob, soc, soh, sow), axis=1)
     tl.store(DELTA + pix, delta, mask=valid)
-    q2 = q * LOG2E
+    q2 = q * (LOG2E * SCALE)
+    # gradient of the unscaled logit = SCALE x that of the scaled one: dq and d rel carry it,
+    # dq once at the end, d rel through q
+    q = q * SCALE
     k_ptr = _pixels(K, b, c, y, x, skb, skc, skh, skw)
     v_ptr = _pixels(V, b, c, y, x, svb, svc, svh, svw)
     r_ptr = R + h * KS * KS * D + dd
@@ -279,12 +298,16 @@ def _bwd_q_kernel(
                 HAS_K,
                 HAS_REL,
             )
-            p = tl.where(valid, tl.exp2(tl.sum(q2 * key, axis=1) - lse), 0.0)
+            if MASK:  # masked positions: probability 0, no gradient
+                p = tl.where(inside, tl.exp2(tl.sum(q2 * key, axis=1) - lse), 0.0)
+            else:
+                p = tl.where(valid, tl.exp2(tl.sum(q2 * key, axis=1) - lse), 0.0)
             v = tl.load(v_ptr + (oy * svh + ox * svw), mask=kv_mask, other=0.0).to(tl.float32)
             ds = p * (tl.sum(do * v, axis=1) - delta)
             dq += ds[:, None] * key
             if HAS_REL:
                 tl.store(dr_ptr + (dy * KS + dx) * BLOCK_D, tl.sum(ds[:, None] * q, axis=0))
+    dq = dq * SCALE
     tl.store(_pixels(DQ, b, c, y, x, sgb, sgc, sgh, sgw), dq.to(DQ.dtype.element_ty), mask=qmask)
 
 
@@ -323,9 +346,11 @@ def _bwd_kv_kernel(
     W,
     HEADS,
     D: tl.constexpr,
+    SCALE,
     KS: tl.constexpr,
     HAS_K: tl.constexpr,
     HAS_REL: tl.constexpr,
+    MASK: tl.constexpr,  # unused: this kernel visits real keys only
     BLOCK_D: tl.constexpr,
     TILE_H: tl.constexpr,
     TILE_W: tl.constexpr,
@@ -359,13 +384,14 @@ def _bwd_kv_kernel(
                 key = k + tl.load(r_ptr + (dy * KS + dx) * D, mask=dmask, other=0.0)[None, :]
             else:
                 key = k
-            s = tl.sum(q * key, axis=1) * LOG2E
+            s = tl.sum(q * key, axis=1) * (LOG2E * SCALE)
             p = tl.where(inside, tl.exp2(s - lse * LOG2E), 0.0)
             ds = p * (tl.sum(do * v, axis=1) - delta)
             dv += p[:, None] * do
             dk += ds[:, None] * q
     # dk and dv share one layout (sg*): the caller allocates them alike
     if HAS_K:
+        dk = dk * SCALE
         dk_ptr = _pixels(DK, b, c, ky, kx, sgb, sgc, sgh, sgw)
         tl.store(dk_ptr, dk.to(DK.dtype.element_ty), mask=kmask)
     dv_ptr = _pixels(DV, b, c, ky, kx, sgb, sgc, sgh, sgw)
@@ -477,11 +503,13 @@ def _launch(kernel, rows: int, height: int, width: int, args, meta, tile=None) -
     kernel[grid](*args, **meta, TILE_H=tile_h, TILE_W=tile_w, num_warps=num_warps)
 
 
-def _meta(k, rel, kernel_size: int, d: int) -> dict[str, object]:
+def _meta(k, rel, kernel_size: int, d: int, padding: str, scale: float) -> dict[str, object]:
     return dict(
+        SCALE=float(scale),  # a runtime argument: one compile serves every scale
         KS=kernel_size,
         HAS_K=k is not None,
         HAS_REL=rel is not None,
+        MASK=is_masked(padding),
         BLOCK_D=max(triton.next_power_of_2(d), 2),
     )
 
@@ -493,11 +521,13 @@ def _rel(rel: torch.Tensor | None, q: torch.Tensor) -> torch.Tensor:
     return q if rel is None else rel.transpose(1, 2).float().contiguous()
 
 
-def forward(q, k, v, rel, kernel_size: int, heads: int, tile=None):
-    """(out, lse): out in q's layout, lse (B, heads, H, W) in fp32. `tile` pins the
+def forward(q, k, v, rel, kernel_size: int, heads: int, padding="zero", scale=1.0, tile=None):
+    """(out, lse): out in q's layout, lse (B, heads, H, W) of the scaled (and masked) logits in
+    fp32. padding and scale as in `reference.attention`. `tile` pins the
     (TILE_H, TILE_W, num_warps) configuration; by default it is autotuned on CUDA."""
     batch, channels, height, width = q.shape
     d = channels // heads
+    meta = _meta(k, rel, kernel_size, d, padding, scale)
     out = _empty_like(q)
     lse = torch.empty(batch, heads, height, width, device=q.device, dtype=torch.float32)
     args = (
@@ -516,15 +546,18 @@ def forward(q, k, v, rel, kernel_size: int, heads: int, tile=None):
         heads,
         d,
     )
-    _launch(_fwd_kernel, batch * heads, height, width, args, _meta(k, rel, kernel_size, d), tile)
+    _launch(_fwd_kernel, batch * heads, height, width, args, meta, tile)
     return out, lse
 
 
-def backward(q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, tile=None):
-    """(dq, dk, dv, drel) for the forward above; dk/drel None where k/rel are None."""
+def backward(
+    q, k, v, rel, out, lse, grad, kernel_size: int, heads: int, padding="zero", scale=1.0, tile=None
+):
+    """(dq, dk, dv, drel) for the forward above, with the same padding and scale; dk/drel None
+    where k/rel are None."""
     batch, channels, height, width = q.shape
     d = channels // heads
-    meta = _meta(k, rel, kernel_size, d)
+    meta = _meta(k, rel, kernel_size, d, padding, scale)
     grad = grad.contiguous(memory_format=_format(q))
     delta = torch.empty_like(lse)  # written by the query-side kernel, read by the key-side one
     # gradients are dense in q's layout, whatever the strides of q, k, v (channel slices of one

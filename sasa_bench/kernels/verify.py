@@ -2,14 +2,14 @@
 
 Each case draws fresh random q, k, v and relative embeddings, rounds them to the tested dtype,
 runs the backend through `window_attention` (the op the models call, so its autograd is
-tested too), and
-compares the output and the gradients of q, k, v and the embeddings with the reference backend
-in float64. The error is relative: max |ours - reference| / max |reference| per tensor.
+tested too), and compares the output and the gradients of q, k, v and the embeddings with the
+reference backend in float64, with the case's padding mode ("zero" or "mask") and logit scale.
+The error is relative: max |ours - reference| / max |reference| per tensor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,27 +32,70 @@ class Case:
     kernel_size: int = 3
     keys: bool = True
     rel: bool = True
+    padding: str = "zero"
+    scale: float = 1.0
 
     def label(self) -> str:
         logits = "+".join(n for n, on in (("qk", self.keys), ("qr", self.rel)) if on) or "none"
+        options = "".join(
+            (
+                f" padding={self.padding}" if self.padding != "zero" else "",
+                f" scale={self.scale:.4g}" if self.scale != 1.0 else "",
+            )
+        )
         return (
             f"{self.batch}x{self.channels}x{self.height}x{self.width} heads={self.heads} "
-            f"k={self.kernel_size} {logits}"
+            f"k={self.kernel_size} {logits}{options}"
         )
 
 
+def head_dim_scale(channels: int, heads: int) -> float:
+    """d**-0.5, the "1/sqrt(d)" logit scale, for `heads` heads over `channels` channels."""
+    return (channels // heads) ** -0.5
+
+
 #: Small shapes (the interpreter is slow): odd sizes, window larger than the image, head dims
-#: 8 and 16, every logit variant.
+#: 8 and 16, every logit variant; each padding mode, with and without the 1/sqrt(d) scale
+#: (with the mask: the window larger than the image, q.r-only logits, q.k-only logits). Where
+#: the window is larger than the image the masked cases are scaled: unscaled logits at d = 16
+#: make the softmax sharp enough that the bf16 reference's own rounding (bf16 logits and sums)
+#: reaches the bf16 limit on some draws; the unscaled masked case is checked at k = 3, and
+#: larger windows unscaled in fp32 by tests/test_kernels.py.
+_NARROW = Case(batch=1, channels=64, heads=8, height=6, width=3, kernel_size=5)
 CPU_CASES = (
     Case(),
     Case(channels=32, heads=2, height=4, width=4, kernel_size=7),
     Case(keys=False),
     Case(rel=False),
-    Case(batch=1, channels=64, heads=8, height=6, width=3, kernel_size=5),
+    _NARROW,
+    Case(padding="mask"),
+    Case(scale=head_dim_scale(16, 2)),
+    Case(padding="mask", scale=head_dim_scale(16, 2)),
+    Case(
+        channels=32,
+        heads=2,
+        height=4,
+        width=4,
+        kernel_size=7,
+        padding="mask",
+        scale=head_dim_scale(32, 2),
+    ),
+    Case(keys=False, padding="mask", scale=head_dim_scale(16, 2)),
+    Case(rel=False, padding="mask"),
+    replace(_NARROW, padding="mask", scale=head_dim_scale(_NARROW.channels, _NARROW.heads)),
 )
-GPU_CASES = CPU_CASES + (
+#: the models' shapes (sasa50's first and last stage), in both conventions
+_MODEL_SHAPES = (
     Case(batch=4, channels=64, heads=8, height=56, width=56, kernel_size=7),
     Case(batch=4, channels=512, heads=8, height=7, width=7, kernel_size=7),
+)
+GPU_CASES = (
+    CPU_CASES
+    + _MODEL_SHAPES
+    + tuple(
+        replace(case, padding="mask", scale=head_dim_scale(case.channels, case.heads))
+        for case in _MODEL_SHAPES
+    )
 )
 
 
@@ -88,7 +131,10 @@ def _run(impl, tensors, grad, case, dtype, backward: bool):
         None if t is None else t.detach().to(dtype, copy=True).requires_grad_(backward)
         for t in tensors
     ]
-    out = window_attention(*leaves[:2], leaves[2], leaves[3], case.kernel_size, case.heads, impl)
+    q, k, v, rel = leaves
+    out = window_attention(
+        q, k, v, rel, case.kernel_size, case.heads, impl, padding=case.padding, scale=case.scale
+    )
     if backward:
         out.backward(grad.to(dtype))
     grads = [None if t is None or t.grad is None else t.grad for t in leaves]

@@ -7,10 +7,16 @@
 - r: a row-offset and a column-offset embedding of d_out/2 each, concatenated. Each head holds
   d/2 channels of each (channels are rounded to a multiple of 2 x heads for this).
 - No 1/sqrt(d) scaling (there is none in the paper's equations).
+- Each projection is initialised as a separate 1x1 convolution d_in -> d_out would be (He
+  normal, fan_out = d_out), whatever its storage.
 - Where the replaced convolution had stride 2, a 2x2 average pool (stride 2) follows; attention
   runs at the input resolution.
 Ablations: pos = absolute (row/column tables over the feature map added to the keys) or none;
 logits = qr (no key projection, q.r only).
+Conventions outside Eq. 3 (docs/models.md): padding = mask (padded keys left out of the softmax,
+as tensor2tensor's local attention does), qscale = rsqrt (q scaled by 1/sqrt(d), tensor2tensor
+and the Transformer), qkv_init = fused (the stacked projection initialised as one convolution of
+3 x d_out outputs: std lower by sqrt(3)). None changes the cost.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from sasa_bench.layers.cost import LayerCost, Shape
 #: positional encodings (Table 5) and logit types (Table 6)
 POSITIONAL = ("relative", "absolute", "none")
 LOGITS = ("qk+qr", "qr")
+#: border conventions (sasa_bench.kernels.PADDINGS), query scalings, projection inits
+PADDINGS = ("zero", "mask")
+QSCALES = ("none", "rsqrt")
+QKV_INITS = ("separate", "fused")
 
 
 def combine_row_col(rows: torch.Tensor, cols: torch.Tensor, heads: int) -> torch.Tensor:
@@ -38,11 +48,14 @@ def combine_row_col(rows: torch.Tensor, cols: torch.Tensor, heads: int) -> torch
     return torch.cat([r.expand(shape), c.expand(shape)], dim=1)
 
 
-def _check(pos: str, logits: str) -> None:
-    if pos not in POSITIONAL:
-        raise ValueError(f"pos must be one of {', '.join(POSITIONAL)}; got {pos!r}")
-    if logits not in LOGITS:
-        raise ValueError(f"logits must be one of {', '.join(LOGITS)}; got {logits!r}")
+def _check(**options: str) -> None:
+    choices = {
+        "pos": POSITIONAL, "logits": LOGITS, "padding": PADDINGS, "qscale": QSCALES,
+        "qkv_init": QKV_INITS,
+    }  # fmt: skip
+    for name, value in options.items():
+        if value not in choices[name]:
+            raise ValueError(f"{name} must be one of {', '.join(choices[name])}; got {value!r}")
 
 
 class SASA2d(nn.Module):
@@ -60,12 +73,15 @@ class SASA2d(nn.Module):
         heads: int = 8,
         pos: str = "relative",
         logits: str = "qk+qr",
+        padding: str = "zero",
+        qscale: str = "none",
+        qkv_init: str = "separate",
         stride: int = 1,
         feature_size: tuple[int, int] | None = None,
         impl: str = "reference",
     ) -> None:
         super().__init__()
-        _check(pos, logits)
+        _check(pos=pos, logits=logits, padding=padding, qscale=qscale, qkv_init=qkv_init)
         if out_channels % (2 * heads):
             raise ValueError(f"out_channels {out_channels} must divide into 2 x heads halves")
         self.heads = heads
@@ -73,10 +89,14 @@ class SASA2d(nn.Module):
         self.pos = pos
         self.uses_keys = logits == "qk+qr"
         self.out_channels = out_channels
+        self.padding = padding
+        self.scale = (out_channels // heads) ** -0.5 if qscale == "rsqrt" else 1.0
+        self.qkv_init = qkv_init
         # q, (k,) v: one 1x1 convolution with the projections' filters stacked, so that x is read
         # once and the three products are one GEMM; q, k, v are channel slices of its output
         projections = 3 if self.uses_keys else 2
         self.qkv = nn.Conv2d(in_channels, projections * out_channels, 1, bias=False)
+        self.reset_projections()
         half = out_channels // 2
         std = (out_channels // self.heads) ** -0.5
         if pos == "relative":
@@ -89,6 +109,15 @@ class SASA2d(nn.Module):
             self.abs_cols = nn.Parameter(torch.randn(feature_size[1], half) * std)
         self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
         self.impl = impl
+
+    def reset_projections(self) -> None:
+        """He-normal init (fan_out, ReLU gain), as the models initialise every convolution:
+        per projection (fan_out = d_out) for `separate`, over the stacked 3 x d_out for
+        `fused`."""
+        weight = self.qkv.weight.data
+        parts = weight.split(self.out_channels) if self.qkv_init == "separate" else (weight,)
+        for part in parts:
+            nn.init.kaiming_normal_(part, mode="fan_out", nonlinearity="relu")
 
     def relative_table(self) -> torch.Tensor:
         """(heads, d, k*k): r for offset (dy - k//2, dx - k//2) at index dy * k + dx."""
@@ -123,7 +152,9 @@ class SASA2d(nn.Module):
                     f"{tuple(x.shape[-2:])}: build the model for this resolution"
                 )
             k = k + table.to(k.dtype)
-        out = window_attention(q, k, v, rel, self.kernel_size, self.heads, self.impl)
+        out = window_attention(
+            q, k, v, rel, self.kernel_size, self.heads, self.impl, self.padding, self.scale
+        )
         return self.pool(out)
 
     @staticmethod
@@ -136,10 +167,14 @@ class SASA2d(nn.Module):
         heads: int = 8,
         pos: str = "relative",
         logits: str = "qk+qr",
+        padding: str = "zero",
+        qscale: str = "none",
+        qkv_init: str = "separate",
         stride: int = 1,
     ) -> LayerCost:
-        """The cost of the layer these options build (`heads` does not change it)."""
-        _check(pos, logits)
+        """The cost of the layer these options build (`heads`, the border convention, the
+        query scaling and the init do not change it)."""
+        _check(pos=pos, logits=logits, padding=padding, qscale=qscale, qkv_init=qkv_init)
         channels, height, width = in_shape
         uses_keys = logits == "qk+qr"
         projections = 3 if uses_keys else 2

@@ -74,7 +74,12 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields plus the derived ones a reader filters on (resolution, layout)."""
-        return {**asdict(self), "resolution": self.spec.resolution, "layout": self.layout}
+        return {
+            **asdict(self),
+            "resolution": self.spec.resolution,
+            "layout": self.layout,
+            "conventions": self.spec.conventions(),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> BenchConfig:

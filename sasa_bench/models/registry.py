@@ -2,8 +2,9 @@
 
     MODEL    := PRESET [":" OPTION ("," OPTION)*]
     PRESET   := resnet26|38|50|101 | sasa26|38|50|101 | sasa26|38|50|101-full
-    OPTION   := KEY "=" VALUE      keys: stages stem k heads pos logits width num_classes
-                                          depth stem_mixtures stem_heads resolution
+    OPTION   := KEY "=" VALUE      keys: stages stem k heads pos logits padding qscale
+                                          qkv_init width num_classes depth stem_mixtures
+                                          stem_heads resolution zero_init_last
 
 `sasa50:stages=ccaa,k=9` is SASA ResNet-50 with conv in groups 1-2 and a 9x9 window. Every
 model has one canonical name: its preset plus the options that differ from it, sorted.
@@ -73,6 +74,15 @@ def get_preset(name: str) -> ModelSpec:
         raise UnknownNameError(f"unknown model {name!r}{hint}") from None
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _option_text(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
 def _field_type(key: str) -> type:
     owner = AttentionSpec if key in ATTENTION_FIELDS else ModelSpec
     hints = typing.get_type_hints(owner)
@@ -86,6 +96,10 @@ def convert_option(key: str, value: str) -> object:
         known = sorted(MODEL_FIELDS | ATTENTION_FIELDS | set(ATTENTION_ALIASES))
         raise SpecError(f"unknown model option {key!r}; known: {', '.join(known)}")
     kind = _field_type(key)
+    if kind is bool:
+        if value.lower() not in BOOLEANS:
+            raise SpecError(f"option {key}={value!r}: expected true or false")
+        return BOOLEANS[value.lower()]
     try:
         return kind(value)
     except ValueError:
@@ -133,10 +147,4 @@ def canonical_name(preset: str, spec: ModelSpec) -> str:
     diff = {k: v for k, v in spec_options(spec).items() if base[k] != v}
     if not diff:
         return preset
-    return (
-        preset
-        + ":"
-        + ",".join(
-            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(diff.items())
-        )
-    )
+    return preset + ":" + ",".join(_option_text(k, v) for k, v in sorted(diff.items()))

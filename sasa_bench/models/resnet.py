@@ -176,6 +176,11 @@ class ResNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, SASA2d):
+                module.reset_projections()  # its stacked q/k/v is not one convolution
+            elif isinstance(module, Bottleneck) and self.spec.zero_init_last:
+                nn.init.zeros_(module.bn3.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

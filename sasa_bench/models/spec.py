@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from sasa_bench.errors import SpecError
-from sasa_bench.layers.sasa import LOGITS, POSITIONAL
+from sasa_bench.layers.sasa import LOGITS, PADDINGS, POSITIONAL, QKV_INITS, QSCALES
 
 #: Bottleneck blocks per layer group for each depth.
 DEPTHS: dict[int, tuple[int, int, int, int]] = {
@@ -37,6 +37,9 @@ class AttentionSpec:
     heads: int = 8
     pos: str = "relative"  # relative | absolute | none (Table 5)
     logits: str = "qk+qr"  # qk+qr | qr (Table 6)
+    padding: str = "zero"  # zero (Eq. 3 as written) | mask (padded keys out of the softmax)
+    qscale: str = "none"  # none (Eq. 3 as written) | rsqrt (q scaled by 1/sqrt(d))
+    qkv_init: str = "separate"  # separate (as three 1x1 convs) | fused (one conv of 3x width)
 
     def __post_init__(self) -> None:
         k = self.kernel_size
@@ -46,6 +49,9 @@ class AttentionSpec:
             raise SpecError(f"heads must be a positive integer, got {self.heads!r}")
         _check_choice("pos", self.pos, POSITIONAL)
         _check_choice("logits", self.logits, LOGITS)
+        _check_choice("padding", self.padding, PADDINGS)
+        _check_choice("qscale", self.qscale, QSCALES)
+        _check_choice("qkv_init", self.qkv_init, QKV_INITS)
         if self.logits == "qr" and self.pos != "relative":
             raise SpecError("logits 'qr' (no keys) needs pos 'relative': q.r is the only logit")
 
@@ -72,6 +78,9 @@ class ModelSpec:
     stem_heads: int = 4
     # Absolute positional embeddings are tables over the feature map, so they need its size.
     resolution: int = 224
+    # The last BatchNorm of every residual branch starts with gamma = 0, so each block starts as
+    # its shortcut (Google's Cloud TPU ResNet code, init_zero=True; Goyal et al. 2017).
+    zero_init_last: bool = True
 
     def __post_init__(self) -> None:
         if self.depth not in DEPTHS:
@@ -88,6 +97,8 @@ class ModelSpec:
             raise SpecError(f"num_classes must be a positive integer, got {self.num_classes!r}")
         if self.stem_mixtures < 1 or self.stem_heads < 1:
             raise SpecError("stem_mixtures and stem_heads must be positive")
+        if not isinstance(self.zero_init_last, bool):
+            raise SpecError(f"zero_init_last must be true or false, got {self.zero_init_last!r}")
         if self.stem != "conv" and self.resolution % 4:
             raise SpecError(
                 f"an attention stem works on 4x4 blocks: resolution must be a multiple of 4, "
@@ -116,6 +127,19 @@ class ModelSpec:
     @property
     def has_attention(self) -> bool:
         return "a" in self.stages or self.stem != "conv"
+
+    def conventions(self) -> dict[str, object]:
+        """The training conventions this model is built with, as every record states them
+        (docs/models.md says where each comes from)."""
+        found: dict[str, object] = {"zero_init_last": self.zero_init_last}
+        if "a" in self.stages:
+            attention = self.attention
+            found |= {
+                "padding": attention.padding,
+                "qscale": attention.qscale,
+                "qkv_init": attention.qkv_init,
+            }
+        return found
 
     def replace(self, **overrides: object) -> ModelSpec:
         """A copy with fields replaced; attention fields (k, heads, pos, logits) go through."""

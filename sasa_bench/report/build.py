@@ -24,9 +24,9 @@ from sasa_bench.records import Record, environment, load_records
 from sasa_bench.report.render import render_report
 from sasa_bench.report.store import (
     RecordStore,
-    accuracy_record,
     bench_config,
     trained_model,
+    trained_record,
     trains,
 )
 from sasa_bench.report.study import DEFAULT_STUDIES, EXPERIMENTS_DIR, Study, load_study
@@ -47,7 +47,7 @@ def folder_name(device: str, smoke: bool) -> str:
 
 def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tuple[str, object]]:
     """What is missing: ("bench", BenchConfig), ("layers", BenchConfig), ("train", (study,
-    model)), ("kernels", study). The configurations a study trains are benchmarked too."""
+    model, seed)), ("kernels", study). The configurations a study trains are benchmarked too."""
     work: list[tuple[str, object]] = []
     seen: set[object] = set()
 
@@ -68,9 +68,12 @@ def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tup
                 if study.layer_tables:
                     want("layers", config, ("layers", config), recorded("layers", config))
             if trains(study, model):
-                name = trained_model(model, study.train.overrides, study.train.data)
-                found = accuracy_record(store, study, model) is not None
-                want("train", (study, model), ("train", name), found)
+                plan = study.train
+                name = trained_model(model, plan.overrides, plan.data)
+                for seed in plan.seeds:
+                    found = trained_record(store, study, model, seed) is not None
+                    key = ("train", name, plan.data, plan.epochs, plan.recipe, seed)
+                    want("train", (study, model, seed), key, found)
                 if study.bench:
                     config = bench_config(study, model, device, trained=True)
                     want("bench", config, ("bench", config), recorded("bench", config))
@@ -91,7 +94,7 @@ def run_work(
         return store.add(layer_record(item))
     if kind == "kernels":
         return store.add(kernel_record(device))
-    study, model = item
+    study, model, seed = item
     plan = study.train
     name = trained_model(model, plan.overrides, plan.data)
     # On a CPU the unfold backend trains several times faster than the bounded-memory
@@ -106,8 +109,9 @@ def run_work(
             epochs=plan.epochs,
             device=device,
             attn_impl=impl,
-            out=run_folder(folder / "runs", name),
+            out=run_folder(folder / "runs", name) / f"seed-{seed}",
             threads=threads,
+            seed=seed,
             echo=note,
         )  # fmt: skip
     )
@@ -116,8 +120,9 @@ def run_work(
 def label(kind: str, item: object) -> str:
     if kind == "kernels":
         return "kernels: the attention backends beside a 3x3 conv"
-    model = item.model if kind in ("bench", "layers") else item[1]
-    return f"{kind} {model}"
+    if kind == "train":
+        return f"train {item[1]} seed {item[2]}"
+    return f"{kind} {item.model}"
 
 
 def outcome(record: Record) -> str:
@@ -129,7 +134,7 @@ def outcome(record: Record) -> str:
         text = f"{m['images_per_s']:.1f} images/s (IQR {100 * m['spread']:.0f}%, n={m['samples']})"
         return text + ("" if m.get("reliable", True) else " UNRELIABLE")
     if record.kind == "train":
-        return f"top-1 {m['top1']:.1f}% ({record.model})"
+        return f"top-1 {m['top1']:.1f}% ({record.model}, seed {record.config.get('seed')})"
     return "recorded"
 
 

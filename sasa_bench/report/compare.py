@@ -6,10 +6,15 @@ every other config field that varies inside a column. A field constant inside ea
 (say the device, when each file holds one machine) describes the column instead. Each column
 after the baseline gets the ratio of its value to the baseline's. Where a measurement was made
 more than once, the latest record counts.
+
+Accuracy (`top1`, `top5`) compares training and evaluation records: a cell is the mean over the
+seeds of one experiment, with its sample sd and n (the latest run of each seed counts), never
+one run.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,9 @@ IDENTITY = (
     "threads",
 )
 ALWAYS = IDENTITY[:3]
+#: metrics of training/eval records, compared over seeds, and the fields that identify their rows
+ACCURACY_METRICS = ("top1", "top5")
+ACCURACY_IDENTITY = ("model", "data", "epochs", "recipe", "resolution", "amp", "attn_impl")
 #: env fields a comparison can be made by
 ENV_FIELDS = ("gpu", "host", "cpu", "torch", "cuda", "driver", "git_sha")
 
@@ -47,7 +55,8 @@ class Comparison:
     column_fields: dict[str, dict[str, Any]]  # column -> fields constant inside it
     rows: list[dict[str, Any]] = field(default_factory=list)
     # each row: {"key": {field: value}, "values": {column: float|None},
-    #            "ratios": {column: float|None}, "flags": {column: str}}
+    #            "ratios": {column: float|None}, "flags": {column: str},
+    #            "spread": {column: [sd|None, n]} (accuracy: over seeds)}
 
     @property
     def baseline(self) -> str:
@@ -67,6 +76,10 @@ class Comparison:
                 value = row["values"].get(column)
                 flag = row["flags"].get(column)
                 text = "" if value is None else (f"{value:.4g}" if rounded else repr(value))
+                if value is not None and column in row.get("spread", {}):
+                    sd, n = row["spread"][column]
+                    sd_text = "-" if sd is None else (f"{sd:.2g}" if rounded else repr(sd))
+                    text += f" ± {sd_text} (n={n})"
                 cells.append(f"{text} ({flag})".strip() if flag else text)
             cells += [_ratio_text(row["ratios"].get(column)) for column in self.columns[1:]]
             flat.append(cells)
@@ -88,9 +101,11 @@ def _ratio_text(ratio: float | None) -> str:
     return "" if ratio is None else significant(ratio, 3) + "x"
 
 
-def load_labelled(paths: Sequence[str]) -> list[tuple[str, Record]]:
-    """(file label, record) for every bench record; a label is the file's name, or its path
-    where two files share a name."""
+def load_labelled(
+    paths: Sequence[str], kinds: Sequence[str] = ("bench",)
+) -> list[tuple[str, Record]]:
+    """(file label, record) for every record of `kinds`; a label is the file's name, or its
+    path where two files share a name."""
     names = [Path(path).name for path in paths]
     labels = [
         name if names.count(name) == 1 else str(path)
@@ -100,7 +115,7 @@ def load_labelled(paths: Sequence[str]) -> list[tuple[str, Record]]:
         (label, record)
         for label, path in zip(labels, paths, strict=True)
         for record in load_records(path)
-        if record.kind == "bench"
+        if record.kind in kinds
     ]
 
 
@@ -123,11 +138,14 @@ def compare(
 ) -> Comparison:
     """Compare `metric` of the records across the values of `by`."""
     by = by.replace("-", "_")
-    if by not in ("file", *IDENTITY, *ENV_FIELDS):
-        known = ", ".join(("file", *IDENTITY, *ENV_FIELDS))
+    accuracy = metric in ACCURACY_METRICS
+    identity = ACCURACY_IDENTITY if accuracy else IDENTITY
+    if by not in ("file", *identity, *ENV_FIELDS):
+        known = ", ".join(("file", *identity, *ENV_FIELDS))
         raise SasaBenchError(f"cannot compare by {by!r}; known: {known}")
     if not entries:
-        raise SasaBenchError("no bench records in these files")
+        what = "training or eval" if accuracy else "bench"
+        raise SasaBenchError(f"no {what} records in these files")
     if not any(metric in record.metrics for _, record in entries):
         raise SasaBenchError(f"no record has the metric {metric!r}")
     column_of = [str(field_value(label, record, by)) for label, record in entries]
@@ -139,7 +157,7 @@ def compare(
         columns.insert(0, baseline)
 
     key_fields, column_fields = [], {column: {} for column in columns}
-    for name in (n for n in IDENTITY if n != by):
+    for name in (n for n in identity if n != by):
         per_column: dict[str, set] = {column: set() for column in columns}
         for (label, record), column in zip(entries, column_of, strict=True):
             per_column[column].add(_hashable(field_value(label, record, name)))
@@ -149,19 +167,26 @@ def compare(
             for column, values in per_column.items():
                 column_fields[column][name] = next(iter(values))
 
-    latest: dict[tuple, dict[str, Record]] = {}
+    # the latest record of each seed (one seed for a measurement)
+    latest: dict[tuple, dict[str, dict[object, Record]]] = {}
     for (label, record), column in zip(entries, column_of, strict=True):
         key = tuple(_hashable(field_value(label, record, name)) for name in key_fields)
-        cells = latest.setdefault(key, {})
-        if column not in cells or record.created >= cells[column].created:
-            cells[column] = record
+        runs = latest.setdefault(key, {}).setdefault(column, {})
+        seed = record.config.get("seed") if accuracy else None
+        if seed not in runs or record.created >= runs[seed].created:
+            runs[seed] = record
 
     result = Comparison(by, metric, columns, key_fields, column_fields)
     for key, cells in latest.items():
-        values, flags = {}, {}
-        for column, record in cells.items():
-            values[column] = record.metrics.get(metric) if record.status == "ok" else None
-            flag = _flag(record)
+        values, flags, spread = {}, {}, {}
+        for column, runs in cells.items():
+            ok = [
+                r.metrics[metric] for r in runs.values() if r.status == "ok" and metric in r.metrics
+            ]
+            values[column] = statistics.fmean(ok) if ok else None
+            if accuracy and ok:
+                spread[column] = [statistics.stdev(ok) if len(ok) > 1 else None, len(ok)]
+            flag = ", ".join(dict.fromkeys(f for f in map(_flag, runs.values()) if f))
             if flag:
                 flags[column] = flag
         base = values.get(columns[0])
@@ -175,6 +200,7 @@ def compare(
                 "values": values,
                 "ratios": ratios,
                 "flags": flags,
+                **({"spread": spread} if accuracy else {}),
             }
         )
     return result

@@ -21,6 +21,7 @@ class Point:
     label: str  # the configuration both numbers come from (legend entry)
     family: str  # a key of FAMILY_COLORS
     source: str  # "paper" or "measured": where the point's numbers come from
+    y_err: float | None = None  # a spread of y (the sd over seeds), drawn as an error bar
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def family_of(model_name: str) -> str:
 def tradeoff(panels: list[Panel], *, title: str) -> Figure:
     """One scatter panel per Panel, two to a row. Points are told apart by marker and named in
     each panel's legend (under it, so that no label covers a point); colour = family; filled
-    markers are measured here, hollow ones reported by the paper."""
+    markers are measured here, hollow ones reported by the paper; vertical bars are ± sd."""
     cols = min(len(panels), 2)
     rows = -(-len(panels) // cols)
     figure, axes = plt.subplots(rows, cols, figsize=(6.6 * cols, 5.6 * rows), squeeze=False)
@@ -63,6 +64,8 @@ def tradeoff(panels: list[Panel], *, title: str) -> Figure:
                 linestyle="none", markerfacecolor=color if p.source == "measured" else "none",
                 label=p.label,
             )  # fmt: skip
+            if p.y_err is not None:  # fmt="none": the bar alone; the point stays one line
+                ax.errorbar([p.x], [p.y], yerr=[p.y_err], fmt="none", ecolor=color, capsize=0)
         xs = [p.x for p in panel.points if p.x > 0]
         if panel.log_x and xs and max(xs) / min(xs) > 20:  # log only where points span decades
             ax.set_xscale("log")

@@ -28,18 +28,20 @@ from sasa_bench.report.document import (
     render_markdown,
 )
 from sasa_bench.report.plots import Panel, Point, family_of, tradeoff
-from sasa_bench.report.store import RecordStore, accuracy_record, bench_config, trains
+from sasa_bench.report.store import RecordStore, accuracy_summary, bench_config, trains
 from sasa_bench.report.study import Study
+from sasa_bench.train.seeds import SeedSummary
 
 ROW_HEADERS = (
     "model", "FLOPs B (paper)", "FLOPs B (ours)", "params M (paper)", "params M (ours)",
-    "top-1 % (paper, ImageNet)", "top-1 % (measured)", "images/s (IQR, n)",
+    "top-1 % (paper, ImageNet)", "top-1 % (measured: mean ± sd, n seeds)", "images/s (IQR, n)",
     "latency ms (IQR)", "peak memory MiB", "J/image",
 )  # fmt: skip
 #: tables/<study>.csv: one number per cell, the unit in the column's name
 CSV_HEADERS = (
     "model", "paper_flops_billions", "flops_billions", "paper_params_millions",
-    "params_millions", "paper_top1_pct", "measured_top1_pct", "measured_top1_dataset",
+    "params_millions", "paper_top1_pct", "measured_top1_pct", "measured_top1_sd_pct",
+    "measured_top1_seeds", "measured_top1_dataset",
     "measured_top1_model", "images_per_s", "images_per_s_iqr", "latency_ms", "latency_iqr_ms",
     "timed_steps", "timer", "threads", "peak_memory_mib", "joules_per_image", "reliable",
     "unreliable_reasons",
@@ -56,7 +58,7 @@ class Entry:
     paper: paper.PaperRow | None
     cost: ModelCost  # at the paper's scale (224x224)
     bench: Record | None  # the study's bench plan applied to the model
-    accuracy: Record | None
+    accuracy: SeedSummary | None  # top-1 over seeds
     trained_bench: Record | None  # the configuration trained, benchmarked like `bench`
     trained: bool  # whether the study trains this entry
 
@@ -92,7 +94,7 @@ def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
                 paper.row_for(model, study.paper_table) if study.paper_table else None,
                 model_cost(parse_model(model).spec),
                 bench_of(model) if study.bench else None,
-                accuracy_record(store, study, model),
+                accuracy_summary(store, study, model),
                 bench_of(model, trained=True) if study.bench and trained else None,
                 trained,
             )
@@ -126,8 +128,7 @@ def measured_cells(e: Entry, device: str) -> list[str]:
 
 def accuracy_cell(e: Entry) -> str:
     if e.accuracy:
-        data = e.accuracy.config.get("data", "?")
-        return f"{e.accuracy.metrics['top1']:.1f} ({data}, {e.accuracy.model})"
+        return f"{e.accuracy.text()} ({e.accuracy.data}, {e.accuracy.model})"
     return "no training record" if e.trained else "not trained in this report"
 
 
@@ -188,7 +189,9 @@ def csv_rows(entries: list[Entry]) -> list[list[object]]:
         rows.append([
             e.model, p.flops_b if p else None, round(e.cost.flops / 1e9, 4),
             p.params_m if p else None, round(e.cost.params / 1e6, 4), p.top1 if p else None,
-            acc.metrics["top1"] if acc else None, acc.config.get("data") if acc else None,
+            round(acc.mean, 4) if acc else None,
+            None if acc is None or acc.sd is None else round(acc.sd, 4), acc.n if acc else None,
+            acc.data if acc else None,
             acc.model if acc else None, m.get("images_per_s"), m.get("images_per_s_iqr"),
             m.get("latency_ms"), m.get("latency_iqr_ms"), m.get("samples"), m.get("timer"),
             m.get("threads"), e.peak_memory / 2**20 if e.peak_memory else None,
@@ -213,22 +216,29 @@ def describe_model(model: str) -> str:
     return f"{spec.resolution}x{spec.resolution}, width {spec.width:g}"
 
 
-def trained_panel(
+def trained_panels(
     trained: list[Entry], x_of: Callable[[Entry], float | None], axis: str, what: str
-) -> Panel | None:
-    """Measured top-1 of the models trained here against `x_of` of the same configuration."""
-    points = []
-    for e in trained:
-        x = x_of(e)
-        if x is not None:
-            top1 = e.accuracy.metrics["top1"]
-            points.append(Point(x, top1, e.accuracy.model, family_of(e.model), "measured"))
-    if not points:
-        return None
-    data = trained[0].accuracy.config.get("data", "?")
-    title = (f"measured here: {data} top-1 against {what} "
-             f"({describe_model(trained[0].accuracy.model)})")  # fmt: skip
-    return Panel(title, axis, f"{data} top-1 (%), measured", tuple(points))
+) -> list[Panel]:
+    """Measured top-1 (mean over seeds, error bar ± sd) of the models trained here against
+    `x_of` of the same configuration: one panel per dataset, so that no accuracy axis mixes
+    two."""
+    panels = []
+    for data in dict.fromkeys(e.accuracy.data for e in trained):
+        points = []
+        for e in (e for e in trained if e.accuracy.data == data):
+            x, acc = x_of(e), e.accuracy
+            if x is not None:
+                points.append(
+                    Point(x, acc.mean, acc.model, family_of(e.model), "measured", y_err=acc.sd)
+                )
+        if not points:
+            continue
+        first = next(e.accuracy for e in trained if e.accuracy.data == data)
+        seeds = sorted({e.accuracy.n for e in trained if e.accuracy.data == data})
+        title = (f"measured here: {data} top-1 (mean ± sd over {'/'.join(map(str, seeds))} "
+                 f"seeds) against {what} ({describe_model(first.model)})")  # fmt: skip
+        panels.append(Panel(title, axis, f"{data} top-1 (%), measured", tuple(points)))
+    return panels
 
 
 COSTS = (("flops", "FLOPs (billions, per image)", 1e9), ("params", "parameters (millions)", 1e6))
@@ -254,8 +264,7 @@ def cost_figure(study: Study, entries: list[Entry]) -> StudyFigure | None:
         def cost(e: Entry, key: str = key, scale: float = scale) -> float:
             return getattr(model_cost(parse_model(e.accuracy.model).spec), key) / scale
 
-        panel = trained_panel(trained, cost, axis, key)
-        panels += [panel] if panel else []
+        panels += trained_panels(trained, cost, axis, key)
     if not panels:
         return None
     caption = (
@@ -296,11 +305,10 @@ def measured_figures(study: Study, entries: list[Entry], device: str) -> list[St
             panels.append(Panel(title, "FLOPs (billions, per image, analytic)", axis,
                                 tuple(points)))  # fmt: skip
         trained = [e for e in entries if e.accuracy and e.trained_bench]
-        panel = trained_panel(
+        panels += trained_panels(
             trained, lambda e, value=value: value(e.trained_bench), axis,
             f"{name} of the trained models",
         )  # fmt: skip
-        panels += [panel] if panel else []
         if panels:
             caption = (
                 f"Measured {name}: against the FLOPs of the configuration measured, and against "

@@ -15,6 +15,7 @@ from sasa_bench.models.registry import with_options
 from sasa_bench.records import Record, append_record, load_records
 from sasa_bench.report.study import Study
 from sasa_bench.train.datasets import open_dataset
+from sasa_bench.train.seeds import SeedSummary, summarize
 from sasa_bench.train.setup import fit_to_data
 
 
@@ -66,14 +67,34 @@ def trained_model(model: str, overrides: str, data: str) -> str:
     return fit_to_data(with_options(model, overrides), open_dataset(data), ()).name
 
 
-def accuracy_record(store: RecordStore, study: Study, model: str) -> Record | None:
-    """A training/eval record of this entry: the study's own smoke run, or one given with
-    --results for the model itself (e.g. an ImageNet run of `sasa50`)."""
-    names = {with_options(model, "").name}
+def trained_record(store: RecordStore, study: Study, model: str, seed: int) -> Record | None:
+    """The study's own training run of this entry with this seed."""
+    plan = study.train
+    name = trained_model(model, plan.overrides, plan.data)
+
+    def match(record: Record) -> bool:
+        config = record.config
+        return (
+            record.model == name and "top1" in record.metrics and config.get("seed") == seed
+            and config.get("data") == plan.data and config.get("epochs") == plan.epochs
+            and config.get("recipe") == plan.recipe
+        )  # fmt: skip
+
+    return store.find("train", match)
+
+
+def accuracy_summary(store: RecordStore, study: Study, model: str) -> SeedSummary | None:
+    """The entry's accuracy over seeds: the study's own runs (each of its seeds), or else
+    training/eval records given with --results for the model itself (e.g. ImageNet runs of
+    `sasa50`), the experiment with the most seeds."""
     if trains(study, model):
-        names.add(trained_model(model, study.train.overrides, study.train.data))
+        runs = [trained_record(store, study, model, seed) for seed in study.train.seeds]
+        found = summarize([r for r in runs if r is not None])
+        return found[0] if found else None
+    name = with_options(model, "").name
     for kind in ("train", "eval"):
-        found = store.find(kind, lambda r: r.model in names and "top1" in r.metrics)
+        records = [r for r in store.external + store.records if r.model == name]
+        found = summarize(records, kinds=(kind,))
         if found:
-            return found
+            return max(found, key=lambda summary: summary.n)
     return None

@@ -14,7 +14,7 @@ from pathlib import Path
 from sasa_bench.errors import SasaBenchError, UnknownNameError
 from sasa_bench.models.registry import parse_model
 
-DEFAULT_STUDIES = ("table1",)
+DEFAULT_STUDIES = ("table1", "mnist5k")
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 
 
@@ -50,6 +50,7 @@ class Train:
     data: str = "digits"
     epochs: int = 3
     recipe: str = "small"  # sasa_bench.train's named hyperparameters (batch, lr, optimizer)
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run each; the report shows mean ± sd over them
 
 
 @dataclass(frozen=True)

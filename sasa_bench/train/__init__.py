@@ -1,6 +1,6 @@
 """Training and evaluation: data -> loaders -> epochs -> checkpoints and records.
 
-datasets.py     data specs (digits, cifar10:PATH, imagefolder:PATH), read and checked
+datasets.py     data specs (digits, mnist5k, cifar10:PATH, imagefolder:PATH), read, checked
 loaders.py      seeded, sharded batches with augmentation
 config.py       TrainConfig and the named recipes (small, paper)
 optim.py        optimizer, warm-up + cosine schedule, weight EMA

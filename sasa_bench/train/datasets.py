@@ -1,4 +1,4 @@
-"""Data sets named by a spec: `digits` (embedded), `cifar10:PATH`, `imagefolder:PATH`.
+"""Data sets named by a spec: `digits` and `mnist5k` (embedded), `cifar10:PATH`, `imagefolder:PATH`.
 
 `open_dataset(spec)` reads and checks the data (missing path, wrong layout, corrupt file, a
 single class: one clear `DataError`) and returns a `Dataset`: its classes, natural input size,
@@ -70,9 +70,9 @@ def open_dataset(spec: str) -> Dataset:
     name, _, path = spec.partition(":")
     if name not in READERS:
         raise UnknownNameError(
-            f"unknown data {spec!r}; known: digits, cifar10:PATH, imagefolder:PATH"
+            f"unknown data {spec!r}; known: digits, mnist5k, cifar10:PATH, imagefolder:PATH"
         )
-    needs_path = name != "digits"
+    needs_path = name not in EMBEDDED
     if needs_path != bool(path):
         usage = f"{name}:PATH" if needs_path else name
         raise DataError(f"data {spec!r}: write it as {usage}")
@@ -82,11 +82,24 @@ def open_dataset(spec: str) -> Dataset:
 def read_digits(spec: str, _: None) -> Dataset:
     """UCI handwritten digits (sasa_bench/data/digits.npz, see tools/convert_digits.py):
     8x8 grey images 0..16, shown to the model upsampled to 32x32 and as 3 equal channels."""
-    with resources.files("sasa_bench.data").joinpath("digits.npz").open("rb") as handle:
+    return _embedded_grey(spec, "digits.npz", top=16, resolution=32)
+
+
+def read_mnist5k(spec: str, _: None) -> Dataset:
+    """5,000 MNIST digits (sasa_bench/data/mnist5k.npz, see tools/convert_mnist5k.py): 28x28
+    grey images 0..255, 400 train and 100 test per class, shown as 3 equal channels at 28x28
+    (a model's `resolution` option upsamples them, e.g. sasa26:resolution=56)."""
+    return _embedded_grey(spec, "mnist5k.npz", top=255, resolution=28)
+
+
+def _embedded_grey(spec: str, name: str, *, top: int, resolution: int) -> Dataset:
+    """A digit set embedded in sasa_bench/data: x_train, y_train, x_test, y_test, images
+    N x H x W of integers 0..top, labels 0-9; normalised by the train split's grey mean/std."""
+    with resources.files("sasa_bench.data").joinpath(name).open("rb") as handle:
         arrays = dict(np.load(handle))
     splits = {
         split: _checked_set(
-            spec, split, _grey_to_rgb(arrays[f"x_{split}"], 16), arrays[f"y_{split}"], 10
+            spec, split, _grey_to_rgb(arrays[f"x_{split}"], top), arrays[f"y_{split}"], 10
         )
         for split in ("train", "test")
     }
@@ -94,7 +107,7 @@ def read_digits(spec: str, _: None) -> Dataset:
     return Dataset(
         spec,
         classes=tuple(str(d) for d in range(10)),
-        resolution=32,
+        resolution=resolution,
         mean=(grey.mean().item(),) * 3,
         std=(grey.std().item(),) * 3,
         train=splits["train"],
@@ -167,7 +180,13 @@ def read_imagefolder(spec: str, path: Path) -> Dataset:
     )
 
 
-READERS = {"digits": read_digits, "cifar10": read_cifar10, "imagefolder": read_imagefolder}
+READERS = {
+    "digits": read_digits,
+    "mnist5k": read_mnist5k,
+    "cifar10": read_cifar10,
+    "imagefolder": read_imagefolder,
+}
+EMBEDDED = ("digits", "mnist5k")  # in the package: the spec takes no PATH
 
 
 # -- checks and file helpers ------------------------------------------------------------------

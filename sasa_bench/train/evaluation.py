@@ -92,6 +92,7 @@ def evaluate_checkpoint(
             "data": dataset.spec, "checkpoint": str(path), "weights": weights,
             "batch_size": batch_size, "resolution": named.spec.resolution,
             "trained_resolution": parse_model(state["model_name"]).spec.resolution,
+            "conventions": parse_model(state["model_name"]).spec.conventions(),
             "amp": amp, "channels_last": channels_last, "attn_impl": attn_impl,
             "subset": subset, **run_info(world),
         },

@@ -46,6 +46,7 @@ def train_record(
     attn_impl: str,
     out: Path,
     threads: int | None = None,
+    seed: int = 0,
     echo: Callable[[str], None] | None = None,
 ) -> Record:
     """Train `model` (a canonical name, fitted to `data`) in the folder `out`, resuming where a
@@ -60,6 +61,7 @@ def train_record(
             device=device,
             attn_impl=attn_impl,
             threads=threads,
+            seed=seed,
         )
         echo = echo or (lambda _: None)
         return train(
@@ -78,5 +80,5 @@ def train_record(
             model,
             status="failed",
             error=f"{type(error).__name__}: {error}",
-            config={"data": data, "epochs": epochs},
+            config={"data": data, "epochs": epochs, "recipe": recipe, "seed": seed},
         )

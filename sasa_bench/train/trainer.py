@@ -242,7 +242,11 @@ class _Run:
 
     def _record(self, status: str = "ok", error: str | None = None, **metrics) -> Record:
         config = self.config.as_dict() | run_info(self.world)
-        config |= {"resolution": self.named.spec.resolution, "out": str(self.folder.out)}
+        config |= {
+            "resolution": self.named.spec.resolution,
+            "conventions": self.named.spec.conventions(),
+            "out": str(self.folder.out),
+        }
         return Record(
             "train", self.named.name, status=status, error=error, config=config, metrics=metrics,
             cost=model_cost(self.named.spec).totals(), env=environment(str(self.world.device)),
