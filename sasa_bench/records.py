@@ -48,12 +48,17 @@ class Record:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Record:
-        version = raw.get("schema_version")
+        if "schema_version" not in raw:
+            raise SasaBenchError("not a sasa_bench record (no schema_version)")
+        version = raw["schema_version"]
         if version != SCHEMA_VERSION:
             raise SasaBenchError(
                 f"record schema_version {version!r} is not {SCHEMA_VERSION} (written by another "
                 "sasa_bench version)"
             )
+        for name in ("kind", "model"):
+            if not isinstance(raw.get(name), str):
+                raise SasaBenchError(f"not a sasa_bench record (no {name!r} string)")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
 
@@ -87,16 +92,29 @@ def load_records(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     records = []
     for path in map(Path, paths):
         if not path.is_file():
-            raise SasaBenchError(f"no results file {str(path)!r}")
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            what = "a folder, not a results file" if path.is_dir() else "no results file"
+            raise SasaBenchError(f"{what} {str(path)!r}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SasaBenchError(
+                f"{path} is not a sasa_bench results file (binary: not UTF-8 JSONL text)"
+            ) from None
+        except OSError as error:
+            raise SasaBenchError(f"cannot read results file {path}: {error.strerror}") from None
+        numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        lines = [line for _, line in numbered]
         good = []
-        for line in lines:
+        for number, line in numbered:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if isinstance(raw, dict):
-                good.append(Record.from_dict(raw))
+                try:
+                    good.append(Record.from_dict(raw))
+                except SasaBenchError as error:
+                    raise SasaBenchError(f"{path} line {number}: {error}") from None
         if lines and not good:
             raise SasaBenchError(f"{path} is not a sasa_bench results file (no JSON records)")
         if len(good) < len(lines):

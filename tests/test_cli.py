@@ -109,3 +109,32 @@ def test_profile_latency_adds_measured_columns(capsys):
     assert sum(row["time_share"] for row in rows) == pytest.approx(1.0)
     fc = rows[-1]
     assert fc["flops_per_s"] == pytest.approx(fc["flops"] / (fc["time_ms"] / 1e3))
+
+
+def test_the_command_table_names_every_command_module():
+    import importlib
+    import pkgutil
+
+    import sasa_bench.cli as cli
+
+    modules = {
+        info.name
+        for info in pkgutil.iter_modules(cli.__path__)
+        if hasattr(mod := importlib.import_module(f"sasa_bench.cli.{info.name}"), "add_parser")
+        and hasattr(mod, "run")
+    }
+    assert set(cli.COMMANDS) == modules
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["bogus"], []])
+def test_help_and_a_mistyped_command_import_no_torch(argv):
+    """`sasa-bench --help` answers before torch, pandas or matplotlib is imported (their import
+    takes seconds); a command imports them only when it is named."""
+    code = (
+        "import sys\nfrom sasa_bench.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = {'torch', 'pandas', 'matplotlib'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

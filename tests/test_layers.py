@@ -120,8 +120,9 @@ def test_absolute_layer_is_not_translation_equivariant():
     assert _shift_test("absolute") > 1e-3
 
 
-def unfold_attention(q, k, v, rel, kernel_size, heads):
-    """The usual public reimplementation: k^2 unfolded copies of keys and values (control)."""
+def unfold_attention(q, k, v, rel, kernel_size, heads, padding="zero", scale=1.0):
+    """The usual public reimplementation: k^2 unfolded copies of keys and values (control;
+    zero padding, no scale, as the layer here is built)."""
     b, c, h, w = q.shape
     d, n = c // heads, kernel_size**2
 

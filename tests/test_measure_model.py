@@ -117,6 +117,48 @@ def test_out_of_memory_at_batch_one_is_a_failed_record(monkeypatch):
     assert record.metrics["oom_batch_sizes"] == [3, 1]
 
 
+#: what torch says when the CPU allocator fails (c10/core/impl/alloc_cpu.cpp), and Python's
+CPU_OUT_OF_MEMORY = [
+    RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 25769803776 bytes. Error code 12 (Cannot allocate memory)"
+    ),
+    RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough memory: you "
+        "tried to allocate 25769803776 bytes."
+    ),
+    MemoryError(),
+]
+
+
+@pytest.mark.parametrize("error", CPU_OUT_OF_MEMORY, ids=["cant-allocate", "not-enough", "py"])
+def test_cpu_out_of_memory_is_retried_at_half_the_batch_like_cuda(monkeypatch, error):
+    calls = []
+
+    def fake(spec, config, batch):
+        calls.append(batch)
+        if batch > 2:
+            raise error
+        return {"batch_size": batch, "images_per_s": 1.0}
+
+    monkeypatch.setattr(bench, "measure_once", fake)
+    record = measure(BenchConfig("resnet26:resolution=32", batch_size=8))
+    assert calls == [8, 4, 2] and record.status == "ok"
+    assert record.config["batch_size"] == 8 and record.metrics["batch_size"] == 2
+    assert record.metrics["oom_batch_sizes"] == [8, 4] and record.metrics["oom_retries"] == 2
+    assert retried_batch(record) == 2
+
+
+def test_cpu_out_of_memory_at_every_batch_is_a_failed_record(monkeypatch):
+    def fake(spec, config, batch):
+        raise CPU_OUT_OF_MEMORY[0]
+
+    monkeypatch.setattr(bench, "measure_once", fake)
+    record = measure(BenchConfig("resnet26:resolution=32", batch_size=2))
+    assert record.status == "failed" and "out of memory at every batch" in record.error
+    assert record.metrics["oom_batch_sizes"] == [2, 1]
+
+
 def test_other_errors_are_a_failed_record_not_an_exception(monkeypatch):
     def crash(spec, config, batch):
         raise RuntimeError("kernel exploded")
@@ -135,7 +177,12 @@ def test_other_errors_are_a_failed_record_not_an_exception(monkeypatch):
         (BenchConfig("resnet26", dtype="bf16", amp=False, mode="fly"), "unknown mode"),
         (BenchConfig("resnet26", amp=True), "--amp needs"),
         (BenchConfig("resnet26", attn_impl="magic"), "unknown attention implementation"),
-        (BenchConfig("resnet26", batch_size=0), "must be >= 1"),
+        (BenchConfig("resnet26", batch_size=0), "--batch-size must be >= 1, got 0"),
+        (BenchConfig("resnet26", iters=0), "--iters must be >= 1, got 0"),
+        (BenchConfig("resnet26", warmup=-1), "--warmup must be >= 0, got -1"),
+        (BenchConfig("resnet26", threads=0), "--threads must be >= 1, got 0"),
+        (BenchConfig("resnet26", instances=0), "--instances must be >= 1, got 0"),
+        (BenchConfig("resnet26", max_time_s=float("nan")), "--max-time must be >= 0"),
         (BenchConfig("nosuchnet"), "unknown model"),
     ],
 )

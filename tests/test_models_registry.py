@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sasa_bench.errors import SpecError, UnknownNameError
@@ -92,3 +94,57 @@ def test_round_channels_never_drops_more_than_ten_percent():
     assert round_channels(64, 16) == 64
     assert round_channels(24, 16) == 32  # 16 would lose a third
     assert round_channels(3, 16) == 16
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("sasa26:k=7,k=9", "model option 'k' given twice in 'sasa26:k=7,k=9': keep one"),
+        ("sasa26:k=7,kernel_size=9", "model option 'kernel_size' repeats 'k' (the same option)"),
+        ("sasa26:kernel_size=7,k=9", "model option 'k' repeats 'kernel_size'"),
+        ("sasa26:width=0.5,width=0.5", "'width' given twice"),
+        ("sasa26:width=inf", "option width='inf': expected a finite number"),
+        ("sasa26:width=-inf", "option width='-inf': expected a finite number"),
+        ("sasa26:width=nan", "option width='nan': expected a finite number"),
+        ("sasa26:width=1e999", "option width='1e999': expected a finite number"),
+        ("sasa26:resolution=1e999", "option resolution='1e999': expected int"),
+        ("sasa26:resolution=0", "resolution must be a positive integer"),
+        ("sasa26:k=", "model option 'k' has no value: write k=VALUE"),
+        ("sasa26:k= ", "model option 'k' has no value"),
+        ("sasa26:heads=,k=9", "model option 'heads' has no value"),
+        ("sasa26:k=x", "option k='x': expected int"),
+    ],
+)
+def test_repeated_non_finite_and_empty_options_name_the_key_as_written(text, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_model(text)
+
+
+def test_options_added_by_code_still_replace_the_names_own():
+    assert with_options("sasa26:k=7", "k=9").spec.attention.kernel_size == 9
+    assert with_options("sasa26:k=7", {"kernel_size": 9}).spec.attention.kernel_size == 9
+    assert with_options("sasa26:width=0.5", {"width": 0.25}).spec.width == 0.25
+    assert with_options("sasa26", {"zero_init_last": False}).spec.zero_init_last is False
+    with pytest.raises(SpecError, match="given twice"):
+        with_options("sasa26", "k=9,k=5")  # one text: a repeat is a mistake
+    with pytest.raises(SpecError, match="expected a finite number"):
+        with_options("sasa26", {"width": float("inf")})  # as `--width inf` gives it
+
+
+def test_a_spec_refuses_a_non_finite_width():
+    with pytest.raises(SpecError, match="width must be a finite number"):
+        ModelSpec(width=float("inf"))
+
+
+def test_the_rounding_of_channels_to_the_heads_is_stated():
+    assert parse_model("sasa26").spec.rounding_note() is None
+    assert parse_model("sasa26:width=0.5").spec.rounding_note() is None
+    note = parse_model("sasa26:heads=7").spec.rounding_note()
+    assert note == (
+        "channels rounded to multiples of 14 (2 x heads=7, width 1): 64->70, 128->126, "
+        "256->252, 512->518, 1024->1022, 2048->2044"
+    )
+    spec = parse_model("sasa26:heads=7").spec
+    assert spec.stem_width == 70 and spec.channels(512) == 518  # built as the note says
+    assert "2 x stem_heads=12" in parse_model("sasa26-full:stem_heads=12").spec.rounding_note()
+    assert "19.2->32, 38.4->48" in parse_model("resnet26:width=0.3").spec.rounding_note()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
+import sys
 from collections import Counter
 from itertools import product
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import (
     add_override_arguments,
     console,
@@ -26,49 +29,76 @@ from sasa_bench.cli.common import (
 from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import binary_bytes
+from sasa_bench.kernels import BACKENDS
 from sasa_bench.measure.model import BenchConfig
 from sasa_bench.measure.sweep import DEFAULT_TIMEOUT_S, run_sweep
 from sasa_bench.models.registry import PRESETS
-from sasa_bench.records import Record, retried_batch
+from sasa_bench.records import Record, load_records, retried_batch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="measure throughput, latency, memory and energy")
+    parser = sub.add_parser("bench", help=COMMANDS["bench"])
     parser.add_argument(
         "models", nargs="+", metavar="MODEL", help="preset[:options]; fnmatch patterns ('sasa*')"
     )
     add_override_arguments(parser)
     run = parser.add_argument_group("measurement")
-    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     run.add_argument(
-        "--devices", type=_ints, metavar="0,1,..", help="spread the sweep over these GPUs"
+        "--device",
+        type=values.device(),
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps (default cpu)",
+    )
+    run.add_argument(
+        "--devices",
+        type=values.integers(0, "0,1"),
+        metavar="0,1,..",
+        help="spread the sweep over these GPUs",
     )
     run.add_argument("--dtype", choices=DTYPES, default="fp32")
     run.add_argument("--amp", action="store_true", help="fp32 weights, autocast to --dtype")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     run.add_argument("--compile", action="store_true", help="torch.compile the model")
     run.add_argument(
-        "--mode", type=_names(MODES), default=["infer"], help="infer, train or infer,train"
+        "--mode",
+        type=values.choices(MODES, "mode"),
+        default=["infer"],
+        help="infer, train or infer,train",
     )
     batch = run.add_mutually_exclusive_group()
     batch.add_argument(
-        "--batch-size", type=_ints, dest="batch_sizes", metavar="N", help="images per step"
+        "--batch-size",
+        type=values.integers(1),
+        dest="batch_sizes",
+        metavar="N",
+        help="images per step",
     )
-    batch.add_argument("--batch-sizes", type=_ints, metavar="1,8,64", help="default 8")
-    run.add_argument("--attn-impl", type=_names(), default=["reference"], metavar="NAME[,NAME]")
-    run.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    batch.add_argument("--batch-sizes", type=values.integers(1), metavar="1,8,64", help="default 8")
+    run.add_argument(
+        "--attn-impl",
+        type=values.choices(tuple(BACKENDS), "attention implementation"),
+        default=["reference"],
+        metavar="NAME[,NAME]",
+    )
+    run.add_argument(
+        "--warmup", type=values.integer(0), default=5, help="untimed steps first (default 5)"
+    )
     run.add_argument(
         "--iters",
-        type=int,
+        type=values.integer(1),
         default=10,
         help="at least N timed steps (default 10); more until IQR/median < 5%% or --max-time",
     )
     run.add_argument(
-        "--max-time", type=float, default=10.0, metavar="S", help="seconds of timed steps (10)"
+        "--max-time",
+        type=values.number(0),
+        default=10.0,
+        metavar="S",
+        help="seconds of timed steps (10)",
     )
     run.add_argument(
         "--instances",
-        type=int,
+        type=values.integer(1),
         help="fresh model instances timed in one process, the fastest reported (default: on a "
         "CPU 3 fresh processes of one instance each, on GPUs 1)",
     )
@@ -80,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=values.number(above=0),
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"per-measurement limit in seconds (default {DEFAULT_TIMEOUT_S:g})",
@@ -88,29 +118,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--in-process", action="store_true", help="no subprocess per measurement (debugging)"
     )
-    parser.add_argument("--out", metavar="FILE.jsonl", help="append one record per measurement")
+    parser.add_argument(
+        "--out",
+        type=values.output_file,
+        metavar="FILE.jsonl",
+        help="append one record per measurement; a rerun skips those already there",
+    )
+    parser.add_argument("--force", action="store_true", help="re-measure what --out holds already")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 1,8,64, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def _names(allowed: tuple[str, ...] = ()):
-    def parse(text: str) -> list[str]:
-        values = [part.strip() for part in text.split(",") if part.strip()]
-        bad = [v for v in values if allowed and v not in allowed]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(f"expected {' or '.join(allowed)}, got {text!r}")
-        return values
-
-    return parse
 
 
 def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
@@ -161,8 +176,34 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
     return configs
 
 
+def already_measured(configs: list[BenchConfig], out: str | None) -> dict[int, Record]:
+    """The ok records in `out` of these configurations, by their index in `configs`."""
+    if out is None or not Path(out).is_file():
+        return {}
+    found = {}
+    for record in load_records(out):
+        if record.kind == "bench" and record.status == "ok":
+            for index, config in enumerate(configs):
+                if record.config == config.to_dict():
+                    found[index] = record
+    return found
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: the finished measurements, and how to go on."""
+    if args.out is None:
+        return "nothing was kept (no --out); --out FILE.jsonl keeps each measurement as it ends"
+    return (f"the finished measurements are in {args.out}; the same command again measures "
+            "only the rest")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     configs = configs_from_args(args)
+    kept = {} if args.force else already_measured(configs, args.out)
+    if kept:
+        print(f"bench: {len(kept)} of {len(configs)} measurements are in {args.out} already "
+              "(kept; --force measures them again)", file=sys.stderr)  # fmt: skip
+    todo = [config for index, config in enumerate(configs) if index not in kept]
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -172,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
         transient=args.json,
     )
     with progress:
-        task = progress.add_task("bench", total=len(configs))
-        records = run_sweep(
-            configs,
+        task = progress.add_task("bench", total=len(todo))
+        records = list(kept.values()) + run_sweep(
+            todo,
             out=args.out,
             isolate=not args.in_process,
             devices=args.devices,

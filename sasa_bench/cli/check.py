@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import console, print_json
+from sasa_bench.devices import check_device
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.records import load_records
 from sasa_bench.regression import (
@@ -36,10 +39,7 @@ from sasa_bench.regression.summary import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "check",
-        help="compare costs, speed ratios and peak memory with a baseline (exit 1: regression)",
-    )
+    parser = sub.add_parser("check", help=COMMANDS["check"])
     parser.add_argument("--baseline", required=True, metavar="FILE", help="baseline JSON file")
     parser.add_argument(
         "--tolerance",
@@ -60,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", help="run on this device instead of the file's (cuda:1, ...)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write a Markdown summary to FILE")
+    parser.add_argument(
+        "--markdown", type=values.output_file, metavar="FILE", help="write a Markdown summary"
+    )
 
 
 def fraction(text: str) -> float:
@@ -69,13 +71,24 @@ def fraction(text: str) -> float:
         value = float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a tolerance: {text!r} (10% or 0.1)") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a tolerance: {text!r} (a finite 10% or 0.1)")
     if value < 0:
         raise argparse.ArgumentTypeError(f"tolerance must be >= 0, got {text!r}")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device and not args.results:  # records name their device; a live run needs it here
+        check_device(args.device)  # "no GPU" first, not a complaint about the file's settings
+    if args.markdown and not Path(args.markdown).parent.is_dir():  # found out before timing
+        raise SasaBenchError(f"--markdown {args.markdown}: no folder {Path(args.markdown).parent}")
     path = Path(args.baseline)
+    if args.update_baseline:  # it is rewritten after the timing: found out before it
+        try:
+            values.output_file(args.baseline)
+        except argparse.ArgumentTypeError as error:
+            raise SasaBenchError(f"--baseline (with --update-baseline): {error}") from None
     creating = args.update_baseline and not path.exists()
     baseline = default_baseline(args.device or "cpu") if creating else load_baseline(path)
     overrides = {"device": args.device} if args.device else {}

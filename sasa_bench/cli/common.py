@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from rich.console import Console
 
+from sasa_bench.cli import values
+from sasa_bench.kernels import BACKENDS
 from sasa_bench.measure.load import free_cores
 from sasa_bench.models.registry import NamedModel, with_options
 from sasa_bench.models.spec import ATTENTION_ALIASES, LOGITS, POSITIONAL, STEMS
@@ -45,9 +46,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--heads", type=int)
     group.add_argument("--pos", choices=POSITIONAL, help="positional encoding")
     group.add_argument("--logits", choices=LOGITS)
-    group.add_argument("--width", type=float, help="width multiplier")
-    group.add_argument("--resolution", type=int, metavar="R", help="input size (default 224)")
-    group.add_argument("--num-classes", type=int)
+    group.add_argument("--width", type=values.number(above=0), help="width multiplier")
+    group.add_argument(
+        "--resolution", type=values.integer(1), metavar="R", help="input size (default 224)"
+    )
+    group.add_argument("--num-classes", type=values.integer(1))
 
 
 def model_from_args(args: argparse.Namespace, text: str | None = None) -> NamedModel:
@@ -81,20 +84,30 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="digits (embedded, default) | mnist5k (embedded) | cifar10:PATH | imagefolder:PATH",
     )
     parser.add_argument(
-        "--subset", type=int, metavar="N", help="smoke test: at most N train and N test images"
+        "--subset",
+        type=values.integer(1),
+        metavar="N",
+        help="smoke test: at most N train and N test images",
     )
 
 
 def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
     """How a run executes (not what it computes): shared by train and eval."""
     group.add_argument(
-        "--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N"
+        "--device",
+        default="auto",
+        type=values.device(auto=True),
+        help="auto (a GPU where there is one), cpu, cuda or cuda:N",
     )
     group.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype (default: fp32)")
     group.add_argument("--channels-last", action="store_true")
-    group.add_argument("--attn-impl", default="reference", help="attention backend")
     group.add_argument(
-        "--results", type=Path, help="JSONL file for the final record (train: OUT/results.jsonl)"
+        "--attn-impl", default="reference", choices=tuple(BACKENDS), help="attention backend"
+    )
+    group.add_argument(
+        "--results",
+        type=values.output_file,
+        help="JSONL file for the final record (train: OUT/results.jsonl)",
     )
     group.add_argument("--json", action="store_true", help="print the final record as JSON")
 
@@ -121,5 +134,5 @@ def thread_count(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a thread count or auto, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be >= 1 (or auto), got {value}")
     return value

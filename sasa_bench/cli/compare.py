@@ -7,6 +7,7 @@ import sys
 
 from rich.table import Table
 
+from sasa_bench.cli import COMMANDS
 from sasa_bench.cli.common import console, print_json
 from sasa_bench.format import to_csv, to_markdown
 from sasa_bench.report.compare import (
@@ -20,9 +21,7 @@ from sasa_bench.report.compare import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "compare", help="bench (or accuracy) records of several files side by side"
-    )
+    parser = sub.add_parser("compare", help=COMMANDS["compare"])
     parser.add_argument("files", nargs="+", metavar="FILE.jsonl")
     parser.add_argument(
         "--by",

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import (
     add_data_arguments,
     add_execution_arguments,
@@ -15,30 +16,34 @@ from sasa_bench.cli.common import (
     model_from_args,
     print_json,
 )
+from sasa_bench.train.checkpoint import checkpoint_file
 from sasa_bench.train.datasets import open_dataset
 from sasa_bench.train.evaluation import WEIGHTS, evaluate_checkpoint
 from sasa_bench.train.setup import fit_to_data
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("eval", help="evaluate a checkpoint on a test split; eval record")
+    parser = sub.add_parser("eval", help=COMMANDS["eval"])
     add_model_arguments(parser)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt of a run")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="checkpoint.pt of a run, or the run folder"
+    )
     add_data_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument(
         "--weights", choices=WEIGHTS, default="auto", help="auto = EMA where the run kept one"
     )
-    run.add_argument("--batch-size", type=int, default=256, help="per process")
+    run.add_argument("--batch-size", type=values.integer(1), default=256, help="per process")
     add_execution_arguments(run)
 
 
 def run(args: argparse.Namespace) -> int:
+    checkpoint = checkpoint_file(args.checkpoint)  # a missing one first, before the data
     dataset = open_dataset(args.data)
     given = given_options(args)
     model = fit_to_data(model_from_args(args), dataset, given)
     record = evaluate_checkpoint(
-        args.checkpoint,
+        checkpoint,
         dataset,
         model=model,
         resolution=model.spec.resolution if "resolution" in given else None,

@@ -7,8 +7,9 @@ import argparse
 import torch
 from rich.table import Table
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import console, print_json
-from sasa_bench.devices import DTYPES, check_device, check_dtype
+from sasa_bench.devices import DTYPES, check_device
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import fixed, human
 from sasa_bench.kernels import BACKENDS
@@ -17,65 +18,75 @@ from sasa_bench.measure.kernels import SHAPES, bench_shape, copy_bandwidth_gb_pe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("kernels", help="list, check (--check) or benchmark (--bench) backends")
-    parser.add_argument("--list", action="store_true", help="list the backends (the default)")
-    parser.add_argument(
+    parser = sub.add_parser("kernels", help=COMMANDS["kernels"])
+    # one action a run: each prints its own table (or JSON document) and exit code
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="list the backends (the default)")
+    action.add_argument(
         "--check",
         action="store_true",
         help="compare every available backend with a float64 reference; exit 1 on a mismatch",
     )
-    parser.add_argument(
+    action.add_argument(
         "--bench",
         action="store_true",
         help="time backends at a network's stage shapes beside a 3x3 conv",
     )
-    parser.add_argument(
+    action.add_argument(
         "--sass",
         action="store_true",
         help="compile the Triton kernels for sm_90 (no GPU needed) and count registers, spills, "
         "load widths, shuffles and exps in the machine code",
     )
-    parser.add_argument("--head-dims", default="8,16,32,64", help="--sass: comma list of head dims")
-    parser.add_argument("--impl", help="comma list of backends (default: every available one)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if any)")
+    parser.add_argument(
+        "--head-dims",
+        type=values.integers(1, "8,16,32,64"),
+        default=[8, 16, 32, 64],
+        help="--sass: comma list of head dims",
+    )
+    parser.add_argument(
+        "--impl",
+        type=values.choices(tuple(BACKENDS), "backend"),
+        help="comma list of backends (default: every available one)",
+    )
+    parser.add_argument(
+        "--device",
+        type=values.device(),
+        default=None,
+        help="cpu, cuda, cuda:N (default: cuda if any)",
+    )
     parser.add_argument(
         "--dtype",
+        type=values.dtypes,
         default=None,
         help="comma list of fp32,bf16,fp16 (default: fp32,bf16 for --check, bf16 "
         "on CUDA / fp32 on CPU for --bench)",
     )
     parser.add_argument("--shapes", choices=sorted(SHAPES), default="resnet50")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=values.integer(1), default=32)
+    parser.add_argument("--iters", type=values.integer(1), default=10)
+    parser.add_argument("--warmup", type=values.integer(0), default=3)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
 def _device(text: str | None) -> torch.device:
     if text is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    check_device(text)
-    return torch.device(text)
+    return check_device(text)
 
 
-def _backends(text: str | None) -> list[str]:
+def _backends(names: list[str] | None) -> list[str]:
     available = available_backends()
-    if text is None:
+    if names is None:
         return [name for name, reason in available.items() if reason is None]
-    names = [n.strip() for n in text.split(",") if n.strip()]
     for name in names:
-        if name not in BACKENDS:
-            raise SasaBenchError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
         if available[name]:
-            raise SasaBenchError(f"backend {name!r} is unavailable: {available[name]}")
+            raise SasaBenchError(f"--impl {name}: the backend is unavailable: {available[name]}")
     return names
 
 
-def _dtypes(text: str | None, default: str) -> list[str]:
-    names = [n.strip() for n in (text or default).split(",") if n.strip()]
-    for name in names:
-        check_dtype(name)
-    return names
+def _dtypes(names: list[str] | None, default: str) -> list[str]:
+    return names or default.split(",")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,8 +168,6 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def _run_bench(args: argparse.Namespace) -> int:
     device = _device(args.device)
-    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
-        raise SasaBenchError("--batch and --iters must be >= 1, --warmup >= 0")
     dtypes = _dtypes(args.dtype, "bf16" if device.type == "cuda" else "fp32")
     names = _backends(args.impl)
     out = console()
@@ -228,13 +237,10 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_sass(args: argparse.Namespace) -> int:
     from sasa_bench.kernels.sass import FAMILIES, inspect_in_subprocess
 
-    try:
-        head_dims = tuple(int(d) for d in args.head_dims.split(","))
-    except ValueError:
-        raise SasaBenchError(f"--head-dims takes integers, got {args.head_dims!r}") from None
+    head_dims = tuple(args.head_dims)
     dtypes = _dtypes(args.dtype, "bf16")
-    if len(dtypes) != 1 or any(d < 1 for d in head_dims):
-        raise SasaBenchError("--sass takes one --dtype and head dims >= 1")
+    if len(dtypes) != 1:
+        raise SasaBenchError(f"--sass takes one --dtype, got {','.join(dtypes)}: give one")
     with console().status("compiling the Triton kernels for sm_90 ..."):
         rows = inspect_in_subprocess(head_dims, dtype=dtypes[0])
     if args.json:

@@ -7,6 +7,7 @@ import argparse
 from rich.table import Table
 
 from sasa_bench import paper
+from sasa_bench.cli import COMMANDS
 from sasa_bench.cli.common import console, print_json
 from sasa_bench.format import cell
 from sasa_bench.models.registry import PRESETS, describe
@@ -14,7 +15,7 @@ from sasa_bench.models.resnet import model_cost
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="list model presets with params and GFLOPs at 224")
+    parser = sub.add_parser("models", help=COMMANDS["models"])
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

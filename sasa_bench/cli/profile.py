@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sasa_bench import paper
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import add_model_arguments, console, model_from_args, print_json
 from sasa_bench.counters import (
     CounterResult,
@@ -19,6 +20,7 @@ from sasa_bench.counters import (
     run_counter,
 )
 from sasa_bench.format import cell, human, shape, to_csv, to_markdown
+from sasa_bench.kernels import BACKENDS
 from sasa_bench.layers.cost import GROUPINGS, ModelCost
 from sasa_bench.models.registry import NamedModel, spec_options
 from sasa_bench.models.resnet import build_model, model_cost
@@ -27,7 +29,7 @@ FORMATS = ("table", "csv", "markdown")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("profile", help="params, MACs, FLOPs and activations per layer")
+    parser = sub.add_parser("profile", help=COMMANDS["profile"])
     add_model_arguments(parser)
     parser.add_argument(
         "--group",
@@ -51,9 +53,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add measured time, peak memory and achieved FLOP/s per row",
     )
-    parser.add_argument("--device", default="cpu", help="device for --latency (cpu, cuda:N, mps)")
-    parser.add_argument("--attn-impl", default="reference", help="attention backend for --latency")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch for --latency")
+    parser.add_argument(
+        "--device",
+        type=values.device(),
+        default="cpu",
+        help="device for --latency (cpu, cuda:N, mps)",
+    )
+    parser.add_argument(
+        "--attn-impl",
+        choices=tuple(BACKENDS),
+        default="reference",
+        help="attention backend for --latency",
+    )
+    parser.add_argument(
+        "--batch-size", type=values.integer(1), default=1, help="batch for --latency"
+    )
     parser.add_argument("--paper", action="store_true", help="add the paper's rows beside ours")
     parser.add_argument(
         "--format",
@@ -128,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if args.latency:
         add_latency_columns(rows, model.name, args)
     counted = [n for n, r in results.items() if r.macs is not None]
-    notes = [r.note for r in results.values() if r.note]
+    rounding = model.spec.rounding_note()  # heads=7 changes every width: say so
+    notes = [note for note in (rounding, *(r.note for r in results.values())) if note]
     if args.json:
         print_json(_json(model, cost, rows, names, results, args.paper))
         return 0
@@ -221,6 +236,7 @@ def _json(model, cost, rows, names, results, with_paper: bool) -> dict[str, obje
         "flops": cost.flops,
         "activations": cost.activations,
         "convention": "flops = 2 x macs, per image; elementwise ops not counted",
+        "channel_rounding": model.spec.rounding_note(),
         "layers": rows,
     }
     if len(names) > 1 or results:

@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import console
-from sasa_bench.report.build import ReportProgress, build_report
+from sasa_bench.errors import SasaBenchError
+from sasa_bench.report.build import REPORTS_DIR, ReportProgress, build_report, folder_name
 from sasa_bench.report.study import DEFAULT_STUDIES, available
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("report", help="the paper's tables and trade-off plots, measured")
+    parser = sub.add_parser("report", help=COMMANDS["report"])
     parser.add_argument(
         "studies",
         nargs="*",
@@ -37,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="records to use (e.g. training runs' results.jsonl)",
     )
-    parser.add_argument("--out", help="report folder (default: reports/<environment>)")
+    parser.add_argument(
+        "--out", type=values.output_folder, help="report folder (default: reports/<environment>)"
+    )
 
 
 class Lines(ReportProgress):
@@ -107,13 +112,32 @@ class Bar(Lines):
         self.bar.advance(self.task)
 
 
+def report_folder(args: argparse.Namespace) -> Path:
+    smoke = args.smoke or not args.studies
+    return Path(args.out) if args.out else REPORTS_DIR / folder_name(args.device, smoke)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: every finished measurement, and how to go on."""
+    records = report_folder(args) / "records.jsonl"
+    return f"the finished measurements are in {records}; the same command again resumes there"
+
+
 def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or not args.studies  # the bare command is the CPU-sized main job
+    unknown = [name for name in args.studies if name not in available()]
+    if unknown:
+        raise SasaBenchError(f"unknown study {unknown[0]!r}; known: {', '.join(available())}")
+    if not smoke and args.device.split(":")[0] == "cpu":
+        raise SasaBenchError(
+            f"{' '.join(args.studies)} without --smoke is sized for a GPU (batch 64 at 224x224: "
+            "hours on a CPU): add --smoke for the CPU-sized run, or --device cuda"
+        )
     out = console()
     with Bar(out) if out.is_terminal else Lines() as progress:
         folder = build_report(
             args.studies or None, device=args.device, smoke=smoke, results=args.results,
-            out=args.out, progress=progress,
+            out=report_folder(args), progress=progress,
         )  # fmt: skip
     out.print(f"report: {folder / 'index.html'} (and report.md, figures/, tables/, records.jsonl)")
     return 0

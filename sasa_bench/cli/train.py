@@ -11,6 +11,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import (
     add_data_arguments,
     add_execution_arguments,
@@ -21,6 +22,7 @@ from sasa_bench.cli.common import (
     print_json,
     thread_count,
 )
+from sasa_bench.errors import SasaBenchError
 from sasa_bench.train.config import OPTIMIZERS, RECIPES, SCHEDULES, make_config
 from sasa_bench.train.datasets import open_dataset
 from sasa_bench.train.seeds import parse_seeds, summarize
@@ -29,26 +31,38 @@ from sasa_bench.train.trainer import train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train a model; checkpoints, epoch log, final record")
+    parser = sub.add_parser("train", help=COMMANDS["train"])
     add_model_arguments(parser)
     add_data_arguments(parser)
     recipe = parser.add_argument_group("recipe (defaults from --recipe)")
     recipe.add_argument(
         "--recipe", choices=RECIPES, default="small", help="named hyperparameters (small)"
     )
-    recipe.add_argument("--epochs", type=int)
-    recipe.add_argument("--batch-size", type=int, help="global, split over processes")
-    recipe.add_argument("--lr", type=float, help="peak lr (default: the recipe's, batch-scaled)")
+    recipe.add_argument("--epochs", type=values.integer(1))
+    recipe.add_argument("--batch-size", type=values.integer(1), help="global, split over processes")
+    recipe.add_argument(
+        "--lr", type=values.number(above=0), help="peak lr (default: the recipe's, batch-scaled)"
+    )
     recipe.add_argument("--optimizer", choices=OPTIMIZERS)
-    recipe.add_argument("--momentum", type=float, help="SGD momentum / AdamW beta1")
-    recipe.add_argument("--warmup-epochs", type=float)
+    recipe.add_argument(
+        "--momentum", type=values.number(0, below=1), help="SGD momentum / AdamW beta1"
+    )
+    recipe.add_argument("--warmup-epochs", type=values.number(0))
     recipe.add_argument("--schedule", choices=SCHEDULES)
-    recipe.add_argument("--label-smoothing", type=float)
-    recipe.add_argument("--weight-decay", type=float)
-    recipe.add_argument("--ema", type=float, metavar="DECAY", help="weight EMA decay; 0 = off")
-    recipe.add_argument("--bn-momentum", type=float, help="torch convention (1 - BN decay)")
+    recipe.add_argument("--label-smoothing", type=values.number(0, below=1))
+    recipe.add_argument("--weight-decay", type=values.number(0))
+    recipe.add_argument(
+        "--ema", type=values.number(0, below=1), metavar="DECAY", help="weight EMA decay; 0 = off"
+    )
+    recipe.add_argument(
+        "--bn-momentum",
+        type=values.number(above=0, maximum=1),
+        help="torch convention (1 - BN decay)",
+    )
     seeds = recipe.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=0, help="one run with this seed (0)")
+    seeds.add_argument(
+        "--seed", type=values.integer(0), default=0, help="one run with this seed (0)"
+    )
     seeds.add_argument(
         "--seeds",
         type=seed_list,
@@ -57,13 +71,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     run = parser.add_argument_group("run")
     add_execution_arguments(run)
-    run.add_argument("--workers", type=int, default=4, help="loader processes (image folders)")
+    run.add_argument(
+        "--workers", type=values.integer(0), default=4, help="loader processes (image folders)"
+    )
     run.add_argument(
         "--threads",
         type=thread_count,
         help="torch intra-op threads on a CPU: N, or auto (the cores idle now); default 1",
     )
-    run.add_argument("--out", type=Path, help="run folder (default runs/MODEL-DATA)")
+    run.add_argument(
+        "--out", type=values.output_folder, help="run folder (default runs/MODEL-DATA)"
+    )
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
 
@@ -78,6 +96,20 @@ def seed_list(text: str) -> tuple[int, ...]:
 def default_out(model: str, data: str) -> Path:
     name = data.partition(":")[0] if ":" in data else data
     return Path("runs") / re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{model}-{name}")
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: the checkpoint of the last finished epoch, and how to go on."""
+    out = args.out
+    if out is None:
+        try:
+            model = fit_to_data(model_from_args(args), open_dataset(args.data), given_options(args))
+            out = default_out(model.name, args.data)
+        except SasaBenchError:
+            out = Path("runs") / "MODEL-DATA"
+    where = f"{out}/seed-N" if args.seeds else str(out)
+    return (f"the last finished epoch's checkpoint is in {where}; the same command with "
+            "--resume continues from it")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +135,15 @@ def run(args: argparse.Namespace) -> int:
             seed=seed,
             **flags,
         )
+        run_out = out / f"seed-{seed}" if args.seeds else out
+        # with --seeds, --resume continues the seeds begun and starts the others
+        resume = args.resume and (not args.seeds or (run_out / "checkpoint.pt").exists())
         records.append(
             train(
                 config,
                 dataset,
-                out=out / f"seed-{seed}" if args.seeds else out,
-                resume=args.resume,
+                out=run_out,
+                resume=resume,
                 overwrite=args.overwrite,
                 results=args.results,
                 echo=lambda line: print(line, flush=True),

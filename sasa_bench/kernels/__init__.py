@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sasa_bench.errors import UnknownNameError
+from sasa_bench.errors import SasaBenchError, UnknownNameError
 
 #: border modes of the window: "zero" (Eq. 3 over a zero-padded image) or "mask" (outside
 #: positions excluded from the softmax)
@@ -54,8 +54,12 @@ class Backend:
     forward_name: str = "attention"
     backward_name: str | None = None
     requires: str | None = None  # a library that must be importable
+    extra: str | None = None  # the sasa-bench extra that installs it
 
     def load(self) -> tuple[Callable, Callable | None]:
+        reason = self.unavailable()
+        if reason:
+            raise SasaBenchError(f"attention implementation {self.name!r}: {reason}")
         module = importlib.import_module(self.module)
         backward = getattr(module, self.backward_name) if self.backward_name else None
         return getattr(module, self.forward_name), backward
@@ -67,7 +71,7 @@ class Backend:
         try:
             importlib.import_module(self.requires)
         except ImportError:
-            return f"{self.requires} is not installed"
+            return f"{self.requires} is not installed (pip install 'sasa-bench[{self.extra}]')"
         return None
 
 
@@ -100,6 +104,7 @@ BACKENDS: dict[str, Backend] = {
             forward_name="forward",
             backward_name="backward",
             requires="triton",
+            extra="kernels",
             description="fused Triton forward/backward, online softmax (interpreter on CPU)",
         ),
     )
@@ -113,6 +118,16 @@ def get_backend(name: str) -> Backend:
         raise UnknownNameError(
             f"unknown attention implementation {name!r}; known: {', '.join(BACKENDS)}"
         ) from None
+
+
+def usable_backend(name: str) -> Backend:
+    """The backend `name`, checked to run here (its library importable): a clear error before
+    any work starts otherwise."""
+    backend = get_backend(name)
+    reason = backend.unavailable()
+    if reason:
+        raise SasaBenchError(f"attention implementation {name!r}: {reason}")
+    return backend
 
 
 def is_masked(padding: str) -> bool:

@@ -2,9 +2,10 @@
 
 `measure(config)` never raises for a failed measurement: it returns a Record with
 status "failed" and the error, so that a sweep (`sasa_bench.measure.sweep`) records it and goes on.
-Out of memory is retried with half the batch, down to 1; the asked batch stays in
-`config.batch_size`, the one measured is `metrics.batch_size`, and `metrics.oom_batch_sizes`
-lists the sizes that ran out of memory (timm's benchmark halved silently and misled its users).
+Out of memory, on a GPU or on the CPU (`is_out_of_memory`), is retried with half the batch, down
+to 1; the asked batch stays in `config.batch_size`, the one measured is `metrics.batch_size`, and
+`metrics.oom_batch_sizes` lists the sizes that ran out of memory (timm's benchmark halved
+silently and misled its users).
 
 Modes: `infer` times one forward pass under `torch.inference_mode()`; `train` times forward,
 cross-entropy loss, backward and an SGD step, and puts the BatchNorm running statistics back
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -96,11 +98,17 @@ class BenchConfig:
             raise SasaBenchError("--amp needs --dtype bf16 or fp16 (the dtype autocast runs in)")
         if self.mode not in MODES:
             raise SasaBenchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
-        if self.batch_size < 1 or self.iters < 1 or self.warmup < 0 or (self.threads or 1) < 1:
-            raise SasaBenchError("batch size, --iters and --threads must be >= 1, --warmup >= 0")
-        if self.instances is not None and self.instances < 1:
-            raise SasaBenchError(f"--instances must be >= 1, got {self.instances}")
-        if not self.max_time_s >= 0:
+        # one message per flag: each names its flag, the value and the bound
+        for flag, value, least in (
+            ("--batch-size", self.batch_size, 1),
+            ("--iters", self.iters, 1),
+            ("--warmup", self.warmup, 0),
+            ("--threads", self.threads, 1),
+            ("--instances", self.instances, 1),
+        ):
+            if value is not None and value < least:
+                raise SasaBenchError(f"{flag} must be >= {least}, got {value}")
+        if not 0 <= self.max_time_s < math.inf:
             raise SasaBenchError(f"--max-time must be >= 0 seconds, got {self.max_time_s}")
         return self
 
@@ -133,10 +141,18 @@ def bench_environment(device: str) -> dict[str, Any]:
     return env
 
 
+#: what an allocation failure says: CUDA's and MPS's allocators ("... out of memory"), and the
+#: CPU's (c10's alloc_cpu: "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+#: N bytes. Error code 12 (Cannot allocate memory)", or "... not enough memory: ...")
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, torch.OutOfMemoryError):
+    """An allocation failure on any device: retried at half the batch."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(phrase in text for phrase in OUT_OF_MEMORY)
 
 
 def measure(config: BenchConfig) -> Record:

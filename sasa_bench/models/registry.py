@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,30 +91,45 @@ def _field_type(key: str) -> type:
 
 
 def convert_option(key: str, value: str) -> object:
-    """Turn the text of one option into the field's type."""
-    key = ATTENTION_ALIASES.get(key, key)
-    if key not in ATTENTION_FIELDS | MODEL_FIELDS:
+    """Turn the text of one option into the field's type; errors name `key` as written."""
+    field = ATTENTION_ALIASES.get(key, key)
+    if field not in ATTENTION_FIELDS | MODEL_FIELDS:
         known = sorted(MODEL_FIELDS | ATTENTION_FIELDS | set(ATTENTION_ALIASES))
         raise SpecError(f"unknown model option {key!r}; known: {', '.join(known)}")
-    kind = _field_type(key)
+    value = value.strip()
+    if not value:
+        raise SpecError(f"model option {key!r} has no value: write {key}=VALUE")
+    kind = _field_type(field)
     if kind is bool:
         if value.lower() not in BOOLEANS:
             raise SpecError(f"option {key}={value!r}: expected true or false")
         return BOOLEANS[value.lower()]
     try:
-        return kind(value)
+        converted = kind(value)
     except ValueError:
         raise SpecError(f"option {key}={value!r}: expected {kind.__name__}") from None
+    if isinstance(converted, float) and not math.isfinite(converted):
+        raise SpecError(f"option {key}={value!r}: expected a finite number")
+    return converted
 
 
 def parse_options(text: str, where: str | None = None) -> dict[str, object]:
-    """`k=9,width=0.5` -> {"kernel_size": 9, "width": 0.5} (typed, aliases resolved)."""
+    """`k=9,width=0.5` -> {"kernel_size": 9, "width": 0.5} (typed, aliases resolved). A key
+    given twice (or under two names, as k and kernel_size) is an error."""
     options: dict[str, object] = {}
+    written: dict[str, str] = {}  # field -> the key as written
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
             raise SpecError(f"model option {item!r} is not KEY=VALUE (in {where or text!r})")
-        options[ATTENTION_ALIASES.get(key, key)] = convert_option(key, value)
+        field = ATTENTION_ALIASES.get(key, key)
+        if field in written:
+            first = written[field]
+            same = "given twice" if first == key else f"repeats {first!r} (the same option)"
+            raise SpecError(f"model option {key!r} {same} in {where or repr(text)}: keep one")
+        options[field] = convert_option(key, value)
+        written[field] = key
     return options
 
 
@@ -123,13 +139,23 @@ def parse_model(text: str) -> NamedModel:
 
 
 def with_options(model: str, options: str | Mapping[str, object]) -> NamedModel:
-    """The model named `model` with more options after its own (a repeated key: the last
-    wins), as text (`k=9,width=0.5`) or as a mapping of option names to values."""
+    """The model named `model` with more options after its own, as text (`k=9,width=0.5`) or
+    as a mapping of option names to values. An option added here replaces the name's own
+    (the last wins); a key repeated inside one text is an error."""
     preset, _, own = model.strip().partition(":")
-    if not isinstance(options, str):
-        options = ",".join(f"{key}={value}" for key, value in options.items())
-    merged = {**parse_options(own, repr(model)), **parse_options(options)}
+    if isinstance(options, str):
+        extra = parse_options(options)
+    else:
+        extra = {
+            ATTENTION_ALIASES.get(key, key): convert_option(key, _value_text(value))
+            for key, value in options.items()
+        }
+    merged = {**parse_options(own, repr(model)), **extra}
     return NamedModel(preset, preset, get_preset(preset)).replace(**merged)
+
+
+def _value_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def spec_options(spec: ModelSpec) -> dict[str, object]:

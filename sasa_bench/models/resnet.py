@@ -191,9 +191,9 @@ class ResNet(nn.Module):
 
 def set_attention_impl(model: nn.Module, impl: str) -> None:
     """Select the attention backend of every SASA layer (architecture and weights unchanged)."""
-    from sasa_bench.kernels import get_backend
+    from sasa_bench.kernels import usable_backend
 
-    get_backend(impl)  # fail early on an unknown name
+    usable_backend(impl)  # fail early on an unknown name or a missing library
     for module in model.modules():
         if isinstance(module, SASA2d):
             module.impl = impl

@@ -8,6 +8,7 @@ net (`sasa_bench.models.resnet.ResNet`) is built from any of them, and the analy
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from sasa_bench.errors import SpecError
@@ -91,8 +92,12 @@ class ModelSpec:
                 f"stages must be 4 letters of c (conv) / a (attention), e.g. 'ccaa', "
                 f"got {self.stages!r}"
             )
+        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width)):
+            raise SpecError(f"width must be a finite number, got {self.width!r}")
         if not self.width > 0:
             raise SpecError(f"width must be > 0, got {self.width!r}")
+        if not isinstance(self.resolution, int) or self.resolution < 1:
+            raise SpecError(f"resolution must be a positive integer, got {self.resolution!r}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise SpecError(f"num_classes must be a positive integer, got {self.num_classes!r}")
         if self.stem_mixtures < 1 or self.stem_heads < 1:
@@ -115,6 +120,22 @@ class ModelSpec:
     def channels(self, base: int) -> int:
         """Width-scaled channel count, rounded to the nearest multiple of `channel_divisor`."""
         return round_channels(base * self.width, self.channel_divisor)
+
+    def rounding_note(self) -> str | None:
+        """One line saying how rounding to `channel_divisor` changed the layer widths (None
+        where every width is its base x width exactly): `heads=7` makes every width a
+        multiple of 14, so a model with heads changed has other channel counts too."""
+        bases = dict.fromkeys((STEM_WIDTH, *GROUP_WIDTHS, *(EXPANSION * b for b in GROUP_WIDTHS)))
+        changed = {b: self.channels(b) for b in bases if self.channels(b) != b * self.width}
+        if not changed:
+            return None
+        heads, stem_heads = self.attention.heads, self.stem_heads
+        which = f"heads={heads}" if heads >= stem_heads else f"stem_heads={stem_heads}"
+        widths = ", ".join(f"{base * self.width:g}->{c}" for base, c in changed.items())
+        return (
+            f"channels rounded to multiples of {self.channel_divisor} (2 x {which}, width "
+            f"{self.width:g}): {widths}"
+        )
 
     @property
     def stem_width(self) -> int:

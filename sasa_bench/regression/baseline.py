@@ -38,6 +38,12 @@ FORMAT_VERSION = 1
 #: subjects a speed check can time: an attention backend or a 3x3 conv at the check's shape,
 #: or a model of the grammar (`model:sasa26:resolution=32`)
 SUBJECT_KINDS = ("attention", "conv3x3", "model")
+#: the sections every baseline file has (each may be empty), and what each holds
+SECTIONS = {
+    "settings": "how to measure; {} for the defaults",
+    "costs": "the models whose costs are checked; {} for none",
+    "speed": "the speed checks; [] for none",
+}
 #: how a call is timed: wall clock (CUDA events on a GPU), or the CPU time of the calling thread
 TIMERS = ("wall", "thread-cpu")
 
@@ -57,8 +63,10 @@ class Settings:
     warmup: int = 3  # untimed calls per side before the repeats
 
     def __post_init__(self) -> None:
-        if self.tolerance < 0 or self.memory_tolerance < 0:
-            raise SasaBenchError("tolerances must be >= 0")
+        for name in ("tolerance", "memory_tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise SasaBenchError(f"settings.{name} must be a finite number >= 0, got {value}")
         check_dtype(self.dtype)
         if self.timer not in TIMERS:
             raise SasaBenchError(f"unknown timer {self.timer!r}; known: {', '.join(TIMERS)}")
@@ -66,8 +74,14 @@ class Settings:
             raise SasaBenchError('timer "thread-cpu" needs device "cpu" and threads 1')
         if not 0 < self.alpha < 1:
             raise SasaBenchError(f"alpha must be between 0 and 1, got {self.alpha}")
-        if self.repeats < 2 or self.inner < 1 or self.warmup < 0 or (self.threads or 1) < 1:
-            raise SasaBenchError("repeats must be >= 2, inner and threads >= 1, warmup >= 0")
+        for name, value, least in (
+            ("repeats", self.repeats, 2),
+            ("inner", self.inner, 1),
+            ("warmup", self.warmup, 0),
+            ("threads", self.threads, 1),  # 0 is not None: refused, not "the default"
+        ):
+            if value is not None and value < least:
+                raise SasaBenchError(f"settings.{name} must be >= {least}, got {value}")
         if 1 / math.comb(2 * self.repeats, self.repeats) >= self.alpha:
             raise SasaBenchError(  # not even a complete separation would be significant
                 f"{self.repeats} repeats cannot reach p < alpha = {self.alpha:g}: raise repeats"
@@ -176,10 +190,18 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
 def _parse(raw: dict[str, Any]) -> Baseline:
     known = {"format", "version", "created", "sasa_bench", "env", "settings", "costs", "speed"}
     _no_unknown(raw, known, "the file")
-    costs = raw.get("costs") or {}
+    # A deleted section would silently check less ("9 ok" without the costs): each must be
+    # there, empty ({} or []) where a baseline checks nothing of its kind.
+    missing = [name for name in SECTIONS if name not in raw]
+    if missing:
+        what = ", ".join(f'"{name}" ({SECTIONS[name]})' for name in missing)
+        raise SasaBenchError(
+            f"missing section(s) {what}: without it the check would test less and pass; put it back"
+        )
+    costs = raw["costs"]
     if not isinstance(costs, dict) or not all(isinstance(v, dict) for v in costs.values()):
         raise SasaBenchError('"costs" must map model names to objects')
-    speed = raw.get("speed") or []
+    speed = raw["speed"]
     if not isinstance(speed, list):
         raise SasaBenchError('"speed" must be a list of checks')
     checks = []
@@ -198,7 +220,7 @@ def _parse(raw: dict[str, Any]) -> Baseline:
     if duplicated:
         raise SasaBenchError(f"speed check names must be unique: {', '.join(duplicated)}")
     return Baseline(
-        settings=_build(Settings, raw.get("settings") or {}, "settings"),
+        settings=_build(Settings, raw["settings"], "settings"),
         costs=costs,
         speed=checks,
         env=raw.get("env"),

@@ -148,6 +148,13 @@ def compare(
         raise SasaBenchError(f"no {what} records in these files")
     if not any(metric in record.metrics for _, record in entries):
         raise SasaBenchError(f"no record has the metric {metric!r}")
+    for _, record in entries:
+        value = record.metrics.get(metric)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise SasaBenchError(
+                f"--metric {metric}: {value!r} is not a number; compare a numeric metric "
+                "(images_per_s, median_ms, peak_rss_bytes, top1, ...)"
+            )
     column_of = [str(field_value(label, record, by)) for label, record in entries]
     columns = list(dict.fromkeys(column_of))
     if baseline is not None:

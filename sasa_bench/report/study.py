@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from sasa_bench.errors import SasaBenchError, UnknownNameError
 from sasa_bench.models.registry import parse_model
 
 DEFAULT_STUDIES = ("table1", "mnist5k")
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def experiments_dir() -> Path:
+    """experiments/ of the source tree where there is one (a checkout, an editable install),
+    else the copy installed with the package (`sasa_bench.experiments`)."""
+    source = Path(__file__).resolve().parents[2] / "experiments"
+    if source.is_dir():
+        return source
+    return Path(str(resources.files("sasa_bench") / "experiments"))
+
+
+EXPERIMENTS_DIR = experiments_dir()
 
 
 @dataclass(frozen=True)

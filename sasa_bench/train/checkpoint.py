@@ -41,15 +41,33 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     _fsync_folder(path.parent)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+#: the checkpoint file inside a run folder
+FILENAME = "checkpoint.pt"
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint `path` names: the file itself, or a run folder's checkpoint.pt."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / FILENAME).is_file():
+            raise CheckpointError(f"no checkpoint: the folder {str(path)!r} holds no {FILENAME}")
+        return path / FILENAME
     if not path.is_file():
         raise CheckpointError(f"no checkpoint {str(path)!r}")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state saved at `path` (a checkpoint file or a run folder)."""
+    path = checkpoint_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a torn or foreign file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+        # torch's message is a page on weights_only; the type is enough to tell them apart
+        raise CheckpointError(
+            f"{path} is not a sasa_bench checkpoint (torch cannot read it: "
+            f"{type(error).__name__}); give the checkpoint.pt of a run, or its folder"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a sasa_bench checkpoint")
     if state.get("version") != VERSION:

@@ -9,6 +9,7 @@ not state marked as ours in `PAPER_UNSTATED`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,22 +106,35 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads on a CPU; None: 1
 
     def __post_init__(self) -> None:
+        # each message names the flag that sets the field (a recipe's value too can be bad
+        # beside a flag: --warmup-epochs 10 of the paper recipe with --epochs 3)
+        for name in ("lr", "momentum", "warmup_epochs", "label_smoothing", "weight_decay",
+                     "ema", "bn_momentum"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise SasaBenchError(f"{_flag(name)} must be a finite number, got {value}")
         checks = {
-            "epochs must be >= 1": self.epochs >= 1,
-            "batch size must be >= 1": self.batch_size >= 1,
-            "lr must be > 0": self.lr > 0,
-            f"warm-up epochs ({self.warmup_epochs:g}) must be >= 0 and fewer than the epochs "
-            f"({self.epochs}): lower --warmup-epochs": 0 <= self.warmup_epochs < self.epochs,
-            "label smoothing must be in [0, 1)": 0 <= self.label_smoothing < 1,
-            "weight decay must be >= 0": self.weight_decay >= 0,
-            "ema decay must be in (0, 1)": self.ema is None or 0 < self.ema < 1,
-            "bn momentum must be in (0, 1]": self.bn_momentum is None or 0 < self.bn_momentum <= 1,
-            "subset must be >= 1": self.subset is None or self.subset >= 1,
-            "threads must be >= 1": self.threads is None or self.threads >= 1,
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"),
+            "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "warmup_epochs": (
+                0 <= self.warmup_epochs < self.epochs,
+                f">= 0 and below --epochs ({self.epochs})",
+            ),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "ema": (self.ema is None or 0 < self.ema < 1, "in (0, 1), or 0 for none"),
+            "bn_momentum": (self.bn_momentum is None or 0 < self.bn_momentum <= 1, "in (0, 1]"),
+            "subset": (self.subset is None or self.subset >= 1, ">= 1"),
+            "threads": (self.threads is None or self.threads >= 1, ">= 1"),
+            "workers": (self.workers >= 0, ">= 0"),
         }
-        for message, ok in checks.items():
+        for name, (ok, bound) in checks.items():
             if not ok:
-                raise SasaBenchError(message)
+                raise SasaBenchError(f"{_flag(name)} must be {bound}, got {getattr(self, name)}")
+        if self.optimizer == "sgd-nesterov" and self.momentum == 0:
+            raise SasaBenchError("--optimizer sgd-nesterov needs --momentum > 0, got 0")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         if self.amp is not None:
@@ -162,6 +176,10 @@ def make_config(*, model: str, data: str, recipe: str = "small", **flags: Any) -
     if "lr" not in given:
         values["lr"] = base["lr"] * values["batch_size"] / lr_batch
     return TrainConfig(model=model, data=data, recipe=recipe, **values)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -8,7 +8,12 @@ from sasa_bench.errors import SasaBenchError, SpecError
 from sasa_bench.models.registry import NamedModel, parse_model
 from sasa_bench.models.resnet import model_cost, plan_blocks
 from sasa_bench.records import Record, append_record, environment
-from sasa_bench.train.checkpoint import CheckpointError, load_checkpoint, load_weights
+from sasa_bench.train.checkpoint import (
+    CheckpointError,
+    checkpoint_file,
+    load_checkpoint,
+    load_weights,
+)
 from sasa_bench.train.datasets import Dataset
 from sasa_bench.train.distributed import close_world, init_world
 from sasa_bench.train.loaders import make_loader
@@ -59,6 +64,10 @@ def evaluate_checkpoint(
     The record is appended to `results` if given."""
     if weights not in WEIGHTS:
         raise SasaBenchError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+    for flag, value in (("--batch-size", batch_size), ("--subset", subset)):
+        if value is not None and value < 1:  # --subset 0 evaluated one image, -3 all of them
+            raise SasaBenchError(f"{flag} must be >= 1, got {value}")
+    path = checkpoint_file(path)  # a run folder: its checkpoint.pt (named in the record)
     state = load_checkpoint(path)
     named = checkpoint_model(state, path, model, resolution)
     if tuple(state["classes"]) != dataset.classes:
