@@ -278,7 +278,8 @@ def run_counter(
         return ADAPTERS[name](model.eval(), x, handlers=handlers)
     except ImportError:
         return CounterResult(
-            name, note=f"{LIBRARIES[name]} is not installed (pip install {LIBRARIES[name]})"
+            name,
+            note=f"{LIBRARIES[name]} is not installed (pip install 'sasa-bench[counters]')",
         )
     except Exception as error:  # a third-party counter failing is a result, not a crash
         impls = {m.impl for m in model.modules() if isinstance(m, SASA2d)} - {"reference"}

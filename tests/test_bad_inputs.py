@@ -7,6 +7,7 @@ records, a garbage checkpoint, a run folder, baselines with a section deleted, .
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -266,3 +267,30 @@ def test_bad_input_is_one_line(files, capsys, argv, code, fragment):
     assert got == code, err
     if code:
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_backend_whose_library_is_missing_is_refused_with_its_install_line(monkeypatch):
+    from sasa_bench.errors import SasaBenchError
+    from sasa_bench.kernels import BACKENDS, Backend, usable_backend
+    from sasa_bench.models.resnet import set_attention_impl
+
+    fake = Backend("fake", "sasa_bench.kernels.reference", exact=True, description="",
+                   requires="no_such_library_here", extra="kernels")  # fmt: skip
+    monkeypatch.setitem(BACKENDS, "fake", fake)
+    hint = "no_such_library_here is not installed (pip install 'sasa-bench[kernels]')"
+    with pytest.raises(SasaBenchError, match=re.escape(hint)):
+        usable_backend("fake")
+    with pytest.raises(SasaBenchError, match="attention implementation 'fake'"):
+        set_attention_impl(build_model(parse_model("sasa26:width=0.25").spec), "fake")
+    with pytest.raises(SasaBenchError, match=re.escape(hint)):
+        fake.load()
+
+
+def test_the_torchvision_advice_keeps_the_installed_torch():
+    from sasa_bench.train.loaders import torchvision_install
+
+    line = torchvision_install()
+    version = torch.__version__.split("+")[0]
+    assert line.startswith(f"pip install torch=={version} ")
+    if torch.version.cuda is None:
+        assert line.endswith("--index-url https://download.pytorch.org/whl/cpu")

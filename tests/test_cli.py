@@ -72,7 +72,7 @@ def test_profile_groups_by_stage(capsys):
         (["profile", "sasa50", "--stages", "ccx"], "4 letters"),
         (["profile", "sasa50", "--stages", "ccacc"], "4 letters"),
         (["profile", "sasa50", "--k", "4"], "odd"),
-        (["profile", "sasa50", "--width", "0"], "width must be > 0"),
+        (["profile", "sasa50", "--width", "0"], "--width: must be > 0"),
         (["profile", "sasa50", "--resolution", "8"], "too small"),
         (["profile", "sasa50", "--k", "x"], "invalid int value"),
         (["profile", "sasa50", "--pos", "learned"], "invalid choice"),

@@ -116,7 +116,7 @@ def test_missing_library_gives_a_note_and_the_other_counters(monkeypatch, capsys
     code = main(["profile", "sasa26", "--resolution", "32", "--counters", "all"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "note: fvcore is not installed (pip install fvcore)" in out
+    assert "note: fvcore is not installed (pip install 'sasa-bench[counters]')" in out
     assert "torch MACs" in out and "ptflops-pytorch MACs" in out and "fvcore MACs" not in out
 
 

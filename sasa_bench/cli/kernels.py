@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from rich.markup import escape
 from rich.table import Table
 
 from sasa_bench.cli import COMMANDS, values
@@ -121,7 +122,7 @@ def _run_list(args: argparse.Namespace) -> int:
         table.add_row(
             row["name"],
             "yes" if row["exact"] else "no",
-            "yes" if row["available"] else f"no: {row['unavailable_reason']}",
+            "yes" if row["available"] else escape(f"no: {row['unavailable_reason']}"),
             row["description"],
         )
     console().print(table)
@@ -161,7 +162,7 @@ def _run_check(args: argparse.Namespace) -> int:
         out = console()
         out.print(table)
         for note in sorted({f"{r.backend}: {r.note}" for r in results if r.note}):
-            out.print(f"note: {note}")
+            out.print(f"note: {note}", markup=False, highlight=False)
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
@@ -237,6 +238,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_sass(args: argparse.Namespace) -> int:
     from sasa_bench.kernels.sass import FAMILIES, inspect_in_subprocess
 
+    reason = BACKENDS["triton"].unavailable()
+    if reason:
+        raise SasaBenchError(f"--sass compiles the Triton kernels: {reason}")
     head_dims = tuple(args.head_dims)
     dtypes = _dtypes(args.dtype, "bf16")
     if len(dtypes) != 1:

@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             f"({off:+.3f} % vs analytic; {flagged} row(s) differ by more than 1 %)"
         )
     for note in notes:
-        out.print(f"  note: {note}")
+        out.print(f"  note: {note}", markup=False, highlight=False)
     if args.paper:
         _print_paper(out, model.name, paper_comparison(model.name, cost))
     return 0

@@ -31,7 +31,7 @@ from torch import nn
 
 from sasa_bench.devices import DTYPES, MODES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
-from sasa_bench.kernels import get_backend
+from sasa_bench.kernels import usable_backend
 from sasa_bench.measure.memory import MemoryStats, PeakMemory
 from sasa_bench.measure.power import PowerMonitor, PowerStats
 from sasa_bench.measure.timing import Stopping, Timed, TimingStats, measure_steps, warm_up
@@ -91,7 +91,7 @@ class BenchConfig:
     def validate(self) -> BenchConfig:
         """Raise SasaBenchError for what the user can fix; return self."""
         self.spec  # noqa: B018 - parses the model name
-        get_backend(self.attn_impl)
+        usable_backend(self.attn_impl)  # its library too: before any work
         check_device(self.device)
         check_dtype(self.dtype)
         if self.amp and self.dtype == "fp32":
