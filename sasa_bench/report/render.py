@@ -145,13 +145,23 @@ def comparison_table(study: Study, entries: list[Entry], device: str) -> Table:
             fixed(p.params_m, 1) if p and p.params_m else NOT_IN_PAPER,
             f"{e.cost.params / 1e6:.2f}", paper_top1, accuracy_cell(e), *measured_cells(e, device),
         ])  # fmt: skip
-    caption = (
-        "paper = reported by Ramachandran et al. 2019 (top-1 on ImageNet); ours = analytic at "
-        f"224x224 (FLOPs = 2 x MACs); measured here: {bench_setting(study, entries)}; "
-        "images/s and latency per batch: median (IQR) over n timed steps; peak memory = the "
-        "allocator's peak on a GPU, the process's peak RSS on a CPU"
-    )
-    return Table(ROW_HEADERS, rows, caption)
+    parts = []
+    if study.paper_table:
+        parts.append("paper = reported by Ramachandran et al. 2019 (top-1 on ImageNet)")
+    parts.append("ours = analytic at 224x224 (FLOPs = 2 x MACs)")
+    if study.bench:
+        parts += [
+            f"measured here: {bench_setting(study, entries)}",
+            "images/s and latency per batch: median (IQR) over n timed steps",
+            "peak memory = the allocator's peak on a GPU, the process's peak RSS on a CPU",
+        ]
+    if study.train:
+        plan = study.train
+        parts.append(
+            f"top-1 measured here: {plan.data}, {plan.epochs} epochs, seeds "
+            f"{', '.join(map(str, plan.seeds))}, test split"
+        )
+    return Table(ROW_HEADERS, rows, "; ".join(parts))
 
 
 def bench_setting(study: Study, entries: list[Entry]) -> str:
