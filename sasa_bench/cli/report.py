@@ -17,7 +17,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import console
-from sasa_bench.errors import SasaBenchError
 from sasa_bench.report.build import REPORTS_DIR, ReportProgress, build_report, folder_name
 from sasa_bench.report.study import DEFAULT_STUDIES, available
 
@@ -125,14 +124,6 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or not args.studies  # the bare command is the CPU-sized main job
-    unknown = [name for name in args.studies if name not in available()]
-    if unknown:
-        raise SasaBenchError(f"unknown study {unknown[0]!r}; known: {', '.join(available())}")
-    if not smoke and args.device.split(":")[0] == "cpu":
-        raise SasaBenchError(
-            f"{' '.join(args.studies)} without --smoke is sized for a GPU (batch 64 at 224x224: "
-            "hours on a CPU): add --smoke for the CPU-sized run, or --device cuda"
-        )
     out = console()
     with Bar(out) if out.is_terminal else Lines() as progress:
         folder = build_report(

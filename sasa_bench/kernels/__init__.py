@@ -57,12 +57,16 @@ class Backend:
     extra: str | None = None  # the sasa-bench extra that installs it
 
     def load(self) -> tuple[Callable, Callable | None]:
+        module = importlib.import_module(self.require().module)
+        backward = getattr(module, self.backward_name) if self.backward_name else None
+        return getattr(module, self.forward_name), backward
+
+    def require(self) -> Backend:
+        """This backend, checked to run here; a clear error naming what to install if not."""
         reason = self.unavailable()
         if reason:
             raise SasaBenchError(f"attention implementation {self.name!r}: {reason}")
-        module = importlib.import_module(self.module)
-        backward = getattr(module, self.backward_name) if self.backward_name else None
-        return getattr(module, self.forward_name), backward
+        return self
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run here, or None."""
@@ -123,11 +127,7 @@ def get_backend(name: str) -> Backend:
 def usable_backend(name: str) -> Backend:
     """The backend `name`, checked to run here (its library importable): a clear error before
     any work starts otherwise."""
-    backend = get_backend(name)
-    reason = backend.unavailable()
-    if reason:
-        raise SasaBenchError(f"attention implementation {name!r}: {reason}")
-    return backend
+    return get_backend(name).require()
 
 
 def is_masked(padding: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sasa_bench.devices import check_device
+from sasa_bench.errors import SasaBenchError
 from sasa_bench.measure.kernels import kernel_record
 from sasa_bench.measure.layers import layer_record
 from sasa_bench.measure.model import measure
@@ -172,6 +173,11 @@ def build_report(
     report folder."""
     check_device(device)
     studies = [load_study(name, smoke, experiments) for name in (names or DEFAULT_STUDIES)]
+    if not smoke and device.split(":")[0] == "cpu":  # refused before any work
+        raise SasaBenchError(
+            f"{' '.join(s.name for s in studies)} without --smoke is sized for a GPU (batch 64 "
+            "at 224x224: hours on a CPU): add --smoke for the CPU-sized run, or --device cuda"
+        )
     folder = Path(out) if out else REPORTS_DIR / folder_name(device, smoke)
     folder.mkdir(parents=True, exist_ok=True)
     store = RecordStore(folder / "records.jsonl", load_records(results) if results else [])
