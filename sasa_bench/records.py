@@ -161,8 +161,43 @@ def environment(device: str | None = None) -> dict[str, Any]:
         if device and device.startswith("cuda"):
             index = torch.device(device).index or 0
         env["gpu"] = torch.cuda.get_device_name(index)
+        env["gpu_uuid"] = _gpu_uuid(index)
         env["driver"] = _nvidia_driver()
+    slurm = slurm_environment()
+    if slurm:
+        env["slurm"] = slurm
     return env
+
+
+def slurm_environment() -> dict[str, str]:
+    """The Slurm job this process runs in (empty outside Slurm): ids, node, restarts. `job` is
+    submitit's name of it: ARRAYJOB_INDEX for a task of an array, else the job id."""
+    names = {
+        "job_id": "SLURM_JOB_ID",
+        "array_job_id": "SLURM_ARRAY_JOB_ID",
+        "array_task_id": "SLURM_ARRAY_TASK_ID",
+        "node": "SLURMD_NODENAME",
+        "cluster": "SLURM_CLUSTER_NAME",
+        "partition": "SLURM_JOB_PARTITION",
+        "procid": "SLURM_PROCID",
+        "restarts": "SLURM_RESTART_COUNT",
+    }
+    found = {key: os.environ[var] for key, var in names.items() if os.environ.get(var)}
+    if "job_id" in found:
+        array = "array_job_id" in found and "array_task_id" in found
+        found["job"] = (
+            f"{found['array_job_id']}_{found['array_task_id']}" if array else found["job_id"]
+        )
+    return found
+
+
+def _gpu_uuid(index: int) -> str | None:
+    """The GPU's UUID (as nvidia-smi prints it), telling apart two cards of one model."""
+    try:
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+    except (AttributeError, RuntimeError):
+        return None
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
 def _cpu_name() -> str:

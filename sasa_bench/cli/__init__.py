@@ -91,6 +91,7 @@ def crash_log(error: BaseException, argv: Sequence[str]) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(command_of(argv)).parse_args(argv)
+    args.argv = argv  # what a Slurm task parses again on its node
     command = command_module(args.command)
     try:
         return command.run(args)

@@ -21,11 +21,14 @@ from rich.table import Table
 from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import (
     add_override_arguments,
+    add_slurm_arguments,
     console,
     model_from_args,
     print_json,
+    slurm_options,
     thread_count,
 )
+from sasa_bench.cluster.tasks import run_bench_sweep
 from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import binary_bytes
@@ -126,6 +129,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", action="store_true", help="re-measure what --out holds already")
     parser.add_argument("--json", action="store_true", help="print the records as JSON")
+    add_slurm_arguments(parser)
 
 
 def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
@@ -149,6 +153,7 @@ def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
 def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
     if args.devices and not args.device.startswith("cuda"):
         raise SasaBenchError("--devices spreads a sweep over GPUs: use it with --device cuda")
+    slurm = args.executor == "slurm"  # on a node, `cuda` is the GPU Slurm gave the task
     device = "cuda:0" if args.devices else args.device
     configs = [
         BenchConfig(
@@ -166,7 +171,7 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
             threads=args.threads,
             max_time_s=args.max_time,
             instances=args.instances,
-        ).validate()
+        ).validate(here=not slurm)
         for model, mode, impl, batch in product(
             expand_models(args.models, args), args.mode, args.attn_impl, args.batch_sizes or [8]
         )
@@ -191,13 +196,32 @@ def already_measured(configs: list[BenchConfig], out: str | None) -> dict[int, R
 
 def interrupted(args: argparse.Namespace) -> str:
     """What Ctrl-C leaves: the finished measurements, and how to go on."""
+    if args.executor == "slurm":
+        return (
+            f"the measurements that ended are in {args.out}; the submitted ones go on in "
+            "Slurm: the same command again waits for them and submits only the rest"
+        )
     if args.out is None:
         return "nothing was kept (no --out); --out FILE.jsonl keeps each measurement as it ends"
     return (f"the finished measurements are in {args.out}; the same command again measures "
             "only the rest")  # fmt: skip
 
 
+def check_executor(args: argparse.Namespace):
+    """The SlurmOptions of --executor slurm (None: local), refusing what cannot go with it."""
+    if args.executor == "slurm":
+        for flag, given in (("--devices", args.devices), ("--in-process", args.in_process)):
+            if given:
+                raise SasaBenchError(f"{flag} is for --executor local (Slurm places the tasks)")
+        if args.out is None:
+            raise SasaBenchError("--executor slurm needs --out FILE.jsonl (where the tasks' "
+                                 "records land, on a file system the nodes share)")  # fmt: skip
+    folder = args.out.with_suffix(".slurm") if args.out else None
+    return slurm_options(args, folder)
+
+
 def run(args: argparse.Namespace) -> int:
+    options = check_executor(args)
     configs = configs_from_args(args)
     kept = {} if args.force else already_measured(configs, args.out)
     if kept:
@@ -214,20 +238,42 @@ def run(args: argparse.Namespace) -> int:
     )
     with progress:
         task = progress.add_task("bench", total=len(todo))
-        records = list(kept.values()) + run_sweep(
-            todo,
-            out=args.out,
-            isolate=not args.in_process,
-            devices=args.devices,
-            timeout_s=args.timeout,
-            on_start=lambda c: progress.update(task, description=_label(c)),
-            on_record=lambda c, r: progress.advance(task),
-        )
+        if options is None:
+            done = run_sweep(
+                todo,
+                out=args.out,
+                isolate=not args.in_process,
+                devices=args.devices,
+                timeout_s=args.timeout,
+                on_start=lambda c: progress.update(task, description=_label(c)),
+                on_record=lambda c, r: progress.advance(task),
+            )
+        else:
+            done = run_bench_sweep(
+                todo,
+                options,
+                out=args.out,
+                timeout_s=args.timeout,
+                on_submitted=lambda s: progress.update(task, description=submitted_text(s)),
+                on_record=lambda c, r: progress.advance(task),
+            )
+        records = list(kept.values()) + done
     if args.json:
         print_json([dataclasses.asdict(record) for record in records])
     else:
         print_summary(records, args.out)
     return 0 if all(record.status == "ok" for record in records) else 1
+
+
+def submitted_text(submitted) -> str:
+    """The progress line of a Slurm sweep once its tasks are in the queue."""
+    parts = []
+    if submitted.submitted:
+        first = submitted.submitted[0].partition("_")[0]
+        parts.append(f"submitted {len(submitted.submitted)} (job {first})")
+    if submitted.followed:
+        parts.append(f"following {len(submitted.followed)} submitted before")
+    return "slurm: " + ", ".join(parts)
 
 
 def _label(config: BenchConfig) -> str:

@@ -6,10 +6,13 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
 from sasa_bench.cli import values
+from sasa_bench.cluster.slurm import SlurmOptions, require_slurm
+from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import BACKENDS
 from sasa_bench.measure.load import free_cores
 from sasa_bench.models.registry import NamedModel, with_options
@@ -136,3 +139,112 @@ def thread_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (or auto), got {value}")
     return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """--slurm-option KEY=VALUE: one more `#SBATCH --KEY=VALUE` line."""
+    key, sep, value = text.partition("=")
+    key = key.strip().removeprefix("--")
+    if not sep or not key or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (an sbatch option), got {text!r}")
+    return key, value.strip()
+
+
+def add_slurm_arguments(parser: argparse.ArgumentParser, *, training: bool = False) -> None:
+    """--executor and the Slurm options (docs/cluster.md). A sweep submits one array task per
+    item (`--slurm-gpus-per-task`); a training one job of --nodes x --tasks-per-node ranks."""
+    group = parser.add_argument_group("cluster (docs/cluster.md)")
+    group.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: on this machine (default); slurm: submitted through submitit",
+    )
+    group.add_argument("--slurm-partition", metavar="NAME", help="default: the cluster's")
+    group.add_argument(
+        "--slurm-time",
+        type=values.integer(2),
+        default=60,
+        metavar="MIN",
+        help="time limit per job in minutes (default 60; at least 2: submitit's signal comes "
+        "90 s before it)",
+    )
+    group.add_argument(
+        "--slurm-cpus-per-task",
+        type=values.integer(1),
+        metavar="N",
+        help="default: --threads, else 1",
+    )
+    if training:
+        group.add_argument("--nodes", type=values.integer(1), default=1, help="default 1")
+        group.add_argument(
+            "--gpus-per-node", type=values.integer(0), default=0, metavar="G", help="default 0"
+        )
+        group.add_argument(
+            "--tasks-per-node",
+            type=values.integer(1),
+            metavar="N",
+            help="ranks per node (default: --gpus-per-node, at least 1)",
+        )
+    else:
+        group.add_argument(
+            "--slurm-gpus-per-task",
+            type=values.integer(0),
+            metavar="N",
+            help="default: 1 with --device cuda, else 0",
+        )
+        group.add_argument(
+            "--slurm-array-parallelism",
+            type=values.integer(1),
+            default=256,
+            metavar="N",
+            help="tasks running at once (default 256)",
+        )
+    group.add_argument(
+        "--slurm-option",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any further sbatch option, e.g. account=proj or constraint=h100 (repeatable)",
+    )
+    group.add_argument(
+        "--slurm-folder",
+        type=values.output_folder,
+        metavar="DIR",
+        help="submitit's logs and job list, on a file system the nodes share (default: beside "
+        "the results)",
+    )
+
+
+#: the flags of add_slurm_arguments that mean nothing without --executor slurm
+SLURM_FLAGS = (
+    "slurm_partition", "slurm_cpus_per_task", "slurm_gpus_per_task", "slurm_folder",
+    "slurm_array_parallelism", "slurm_option", "nodes", "gpus_per_node", "tasks_per_node",
+)  # fmt: skip
+
+
+def slurm_options(args: argparse.Namespace, folder: Path) -> SlurmOptions | None:
+    """The SlurmOptions of --executor slurm (`folder` unless --slurm-folder), after checking
+    that submitit and a Slurm with accounting are here; None for --executor local, which
+    refuses the Slurm flags."""
+    if args.executor == "local":
+        defaults = {"slurm_option": [], "nodes": 1, "gpus_per_node": 0}
+        defaults["slurm_array_parallelism"] = 256
+        for name in SLURM_FLAGS:
+            if getattr(args, name, None) not in (None, defaults.get(name)):
+                flag = "--" + name.replace("_", "-")
+                raise SasaBenchError(f"{flag} is a Slurm option: add --executor slurm")
+        return None
+    require_slurm()
+    cuda = str(getattr(args, "device", "cpu")).startswith("cuda")
+    gpus = getattr(args, "slurm_gpus_per_task", None)
+    return SlurmOptions(
+        folder=args.slurm_folder or folder,
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        cpus_per_task=args.slurm_cpus_per_task or getattr(args, "threads", None) or 1,
+        gpus_per_task=(1 if cuda else 0) if gpus is None else gpus,
+        array_parallelism=getattr(args, "slurm_array_parallelism", 256),
+        extra=tuple(args.slurm_option),
+    )

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sasa_bench.cli import COMMANDS, values
-from sasa_bench.cli.common import console
+from sasa_bench.cli.common import add_slurm_arguments, console, slurm_options
 from sasa_bench.report.build import REPORTS_DIR, ReportProgress, build_report, folder_name
 from sasa_bench.report.study import DEFAULT_STUDIES, available
 
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=values.output_folder, help="report folder (default: reports/<environment>)"
     )
+    add_slurm_arguments(parser)
 
 
 class Lines(ReportProgress):
@@ -119,16 +120,20 @@ def report_folder(args: argparse.Namespace) -> Path:
 def interrupted(args: argparse.Namespace) -> str:
     """What Ctrl-C leaves: every finished measurement, and how to go on."""
     records = report_folder(args) / "records.jsonl"
+    if args.executor == "slurm":
+        return (f"the measurements that ended are in {records}; the submitted ones go on in "
+                "Slurm: the same command again waits for them and renders the report")  # fmt: skip
     return f"the finished measurements are in {records}; the same command again resumes there"
 
 
 def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or not args.studies  # the bare command is the CPU-sized main job
+    slurm = slurm_options(args, report_folder(args) / "slurm")
     out = console()
     with Bar(out) if out.is_terminal else Lines() as progress:
         folder = build_report(
             args.studies or None, device=args.device, smoke=smoke, results=args.results,
-            out=report_folder(args), progress=progress,
+            out=report_folder(args), progress=progress, slurm=slurm,
         )  # fmt: skip
     out.print(f"report: {folder / 'index.html'} (and report.md, figures/, tables/, records.jsonl)")
     return 0

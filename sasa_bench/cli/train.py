@@ -1,7 +1,8 @@
 """`sasa-bench train MODEL --data SPEC`: train, checkpoint every epoch, record the accuracy.
 
-Runs as one process, or under `torchrun --nproc_per_node N -m sasa_bench train ...` as N
-(DistributedDataParallel). See docs/training.md.
+Runs as one process, under `torchrun --nproc_per_node N -m sasa_bench train ...` as N
+(DistributedDataParallel), or with `--executor slurm` as one Slurm job of --nodes x
+--tasks-per-node ranks. See docs/training.md and docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from sasa_bench.cli.common import (
     add_data_arguments,
     add_execution_arguments,
     add_model_arguments,
+    add_slurm_arguments,
     given_options,
     is_main_process,
     model_from_args,
     print_json,
+    slurm_options,
     thread_count,
 )
 from sasa_bench.errors import SasaBenchError
@@ -84,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--overwrite", action="store_true", help="start over in a used --out")
+    add_slurm_arguments(parser, training=True)
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -100,6 +104,9 @@ def default_out(model: str, data: str) -> Path:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What Ctrl-C leaves: the checkpoint of the last finished epoch, and how to go on."""
+    if args.executor == "slurm":
+        return ("the Slurm job goes on; the same command again follows it (scancel JOBID "
+                "ends it; then --resume continues from its last checkpoint)")  # fmt: skip
     out = args.out
     if out is None:
         try:
@@ -112,7 +119,41 @@ def interrupted(args: argparse.Namespace) -> str:
             "--resume continues from it")  # fmt: skip
 
 
+def run_folder_of(args: argparse.Namespace) -> Path:
+    """--out, or the default folder of the model fitted to the data."""
+    if args.out:
+        return args.out
+    model = fit_to_data(model_from_args(args), open_dataset(args.data), given_options(args))
+    return default_out(model.name, args.data)
+
+
 def run(args: argparse.Namespace) -> int:
+    options = slurm_options(args, run_folder_of(args) / "slurm")
+    if options is not None:
+        from sasa_bench.cluster.tasks import run_training
+
+        records = run_training(args, options, out=run_folder_of(args), echo=print)
+    else:
+        records = train_runs(args)
+    if not records or any(record.status != "ok" for record in records):
+        return 1
+    summaries = summarize(records)
+    if args.seeds and is_main_process():
+        for summary in summaries:
+            seeds_text = ", ".join(map(str, summary.seeds))
+            print(
+                f"{summary.model} on {summary.data}, {summary.epochs} epochs: test top-1 "
+                f"{summary.text(2)} %, mean ± sd over seeds {seeds_text}",
+                flush=True,
+            )
+    if args.json and is_main_process():
+        payload = [dataclasses.asdict(record) for record in records]
+        print_json(payload[0] if not args.seeds else payload)
+    return 0
+
+
+def train_runs(args: argparse.Namespace) -> list:
+    """Train as the flags say (one run, or one per seed) in this process; the final Records."""
     dataset = open_dataset(args.data)
     model = fit_to_data(model_from_args(args), dataset, given_options(args))
     flags = {
@@ -149,16 +190,4 @@ def run(args: argparse.Namespace) -> int:
                 echo=lambda line: print(line, flush=True),
             )
         )
-    summaries = summarize(records)
-    if args.seeds and is_main_process():
-        for summary in summaries:
-            seeds_text = ", ".join(map(str, summary.seeds))
-            print(
-                f"{summary.model} on {summary.data}, {summary.epochs} epochs: test top-1 "
-                f"{summary.text(2)} %, mean ± sd over seeds {seeds_text}",
-                flush=True,
-            )
-    if args.json and is_main_process():
-        payload = [dataclasses.asdict(record) for record in records]
-        print_json(payload[0] if not args.seeds else payload)
-    return 0
+    return records

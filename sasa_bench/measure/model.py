@@ -88,11 +88,13 @@ class BenchConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
 
-    def validate(self) -> BenchConfig:
-        """Raise SasaBenchError for what the user can fix; return self."""
+    def validate(self, *, here: bool = True) -> BenchConfig:
+        """Raise SasaBenchError for what the user can fix; return self. `here=False`: the
+        measurement runs elsewhere (a Slurm node), so the device is not looked for here."""
         self.spec  # noqa: B018 - parses the model name
         usable_backend(self.attn_impl)  # its library too: before any work
-        check_device(self.device)
+        if here:
+            check_device(self.device)
         check_dtype(self.dtype)
         if self.amp and self.dtype == "fp32":
             raise SasaBenchError("--amp needs --dtype bf16 or fp16 (the dtype autocast runs in)")

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
+from sasa_bench.cluster.slurm import SlurmOptions, Submitted, Task, run_tasks, task_key
 from sasa_bench.devices import check_device
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.measure.kernels import kernel_record
 from sasa_bench.measure.layers import layer_record
 from sasa_bench.measure.model import measure
+from sasa_bench.measure.sweep import placeholder
 from sasa_bench.records import Record, environment, load_records
 from sasa_bench.report.render import render_report
 from sasa_bench.report.store import (
@@ -84,17 +86,14 @@ def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tup
     return work
 
 
-def run_work(
-    kind: str, item: object, store: RecordStore, device: str, folder: Path, note: Note
-) -> Record:
-    """Measure one missing item and record it (each function records a failure instead of
-    raising)."""
+def measure_item(kind: str, item: object, device: str, folder: Path, note: Note) -> Record:
+    """Measure one missing item (each function returns a failed Record instead of raising)."""
     if kind == "bench":
-        return store.add(measure(item))
+        return measure(item)
     if kind == "layers":
-        return store.add(layer_record(item))
+        return layer_record(item)
     if kind == "kernels":
-        return store.add(kernel_record(device))
+        return kernel_record(device)
     study, model, seed = item
     plan = study.train
     name = trained_model(model, plan.overrides, plan.data)
@@ -102,20 +101,69 @@ def run_work(
     # reference loop on these small maps (exact backends: same weights, same outputs); one
     # thread, as every CPU-sized measurement of a report.
     impl, threads = ("unfold", 1) if device == "cpu" else ("reference", None)
-    return store.add(
-        train_record(
-            name,
-            data=plan.data,
-            recipe=plan.recipe,
-            epochs=plan.epochs,
-            device=device,
-            attn_impl=impl,
-            out=run_folder(folder / "runs", name) / f"seed-{seed}",
-            threads=threads,
-            seed=seed,
-            echo=note,
-        )  # fmt: skip
+    return train_record(
+        name,
+        data=plan.data,
+        recipe=plan.recipe,
+        epochs=plan.epochs,
+        device=device,
+        attn_impl=impl,
+        out=run_folder(folder / "runs", name) / f"seed-{seed}",
+        threads=threads,
+        seed=seed,
+        echo=note,
     )
+
+
+def measure_on_slurm(
+    work: list[tuple[str, object]],
+    store: RecordStore,
+    device: str,
+    folder: Path,
+    progress: ReportProgress,
+    slurm: SlurmOptions,
+) -> None:
+    """The missing items as one Slurm job array, each record stored as its task ends (a
+    `cuda` device on a node is the GPU Slurm gave the task)."""
+    tasks, labels = [], {}
+    for kind, item in work:
+        what = item.to_dict() if kind in ("bench", "layers") else label(kind, item)
+        key = task_key([kind, what])
+        args = (kind, item, device, folder, print)
+        tasks.append(Task(key, measure_item, args, failed_item(kind, item, device)))
+        labels[key] = label(kind, item)
+    started = time.perf_counter()
+
+    def submitted(what: Submitted) -> None:
+        ids = sorted({job.partition("_")[0] for job in what.submitted + what.followed})
+        progress.start(f"slurm: {len(tasks)} task(s) in job(s) {', '.join(ids)}")
+
+    def landed(task: Task, record: Record) -> None:
+        store.add(record)
+        progress.finish(labels[task.key], time.perf_counter() - started, outcome(record))
+
+    run_tasks(tasks, slurm, on_submitted=submitted, on_record=landed)
+
+
+def failed_item(kind: str, item: object, device: str) -> Callable[[str], Record]:
+    """The failed Record an item leaves when its Slurm task never returns."""
+
+    def failed(reason: str) -> Record:
+        if kind == "bench":
+            record = placeholder(item)
+            record.error = reason
+            return record
+        if kind == "train":
+            study, model, seed = item
+            plan = study.train
+            name = trained_model(model, plan.overrides, plan.data)
+            config = {"data": plan.data, "epochs": plan.epochs, "recipe": plan.recipe, "seed": seed}
+            return Record("train", name, status="failed", error=reason, config=config)
+        model = item.model if kind == "layers" else "-"
+        config = item.to_dict() if kind == "layers" else {"device": device}
+        return Record(kind, model, status="failed", error=reason, config=config)
+
+    return failed
 
 
 def label(kind: str, item: object) -> str:
@@ -168,10 +216,12 @@ def build_report(
     out: str | Path | None = None,
     progress: ReportProgress | None = None,
     experiments: Path = EXPERIMENTS_DIR,
+    slurm: SlurmOptions | None = None,
 ) -> Path:
-    """Measure what is missing, render report.md, index.html, figures and tables; return the
-    report folder."""
-    check_device(device)
+    """Measure what is missing (here, or as Slurm array tasks with `slurm`), render report.md,
+    index.html, figures and tables; return the report folder."""
+    if slurm is None:  # on Slurm, the device is the nodes'
+        check_device(device)
     studies = [load_study(name, smoke, experiments) for name in (names or DEFAULT_STUDIES)]
     if not smoke and device.split(":")[0] == "cpu":  # refused before any work
         raise SasaBenchError(
@@ -184,11 +234,13 @@ def build_report(
     work = plan_work(studies, store, device)
     progress = progress or ReportProgress()
     progress.begin(len(work))
-    for kind, item in work:
+    if slurm is not None:
+        measure_on_slurm(work, store, device, folder, progress, slurm)
+    for kind, item in [] if slurm else work:
         name = label(kind, item)
         progress.start(name)
         start = time.perf_counter()
-        record = run_work(kind, item, store, device, folder, progress.note)
+        record = store.add(measure_item(kind, item, device, folder, progress.note))
         progress.finish(name, time.perf_counter() - start, outcome(record))
     render_report(folder, studies, store, device=device, smoke=smoke)
     return folder

@@ -142,14 +142,7 @@ class _Run:
 
     # -- the folder, resume ------------------------------------------------------------------
     def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
-        exists = self.folder.checkpoint.exists()
-        if resume and not exists:
-            raise SasaBenchError(f"--resume: no checkpoint in {self.folder.out}")
-        if exists and not resume and not overwrite:
-            raise SasaBenchError(
-                f"{self.folder.out} holds a run already: --resume continues it, --overwrite "
-                "starts over, --out picks another folder"
-            )
+        check_folder(self.folder.checkpoint, resume=resume, overwrite=overwrite)
         if overwrite and not resume and self.world.is_main:
             for path in (self.folder.checkpoint, self.folder.log):
                 path.unlink(missing_ok=True)
@@ -317,3 +310,15 @@ def _summary(row: dict[str, Any], epochs: int, ema: bool) -> str:
         text += f"  EMA top-1 {row['ema_test_top1']:.2f}%"
     images_per_s = row["train_images"] / max(row["train_seconds"], 1e-9)
     return text + f"  lr {row['lr']:.4g}  {row['epoch_seconds']:.1f} s ({images_per_s:.0f} img/s)"
+
+
+def check_folder(checkpoint: Path, *, resume: bool, overwrite: bool) -> None:
+    """SasaBenchError where --resume finds no checkpoint, or a new run would land on one."""
+    exists = checkpoint.exists()
+    if resume and not exists:
+        raise SasaBenchError(f"--resume: no checkpoint in {checkpoint.parent}")
+    if exists and not resume and not overwrite:
+        raise SasaBenchError(
+            f"{checkpoint.parent} holds a run already: --resume continues it, --overwrite "
+            "starts over, --out picks another folder"
+        )

@@ -1,0 +1,275 @@
+"""--executor slurm against a real one-node Slurm (slurmctld, slurmd, slurmdbd with MariaDB),
+brought up by the project's own tools/slurm_test_cluster.sh; and the refusals without one.
+
+The cluster tests skip where the cluster cannot be brought up (not root, no Debian packages),
+unless SASA_BENCH_REQUIRE_SLURM=1 (as .ci/run sets), where that is a failure.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sasa_bench.cli import main
+from sasa_bench.cluster.slurm import JobBook, SlurmOptions, run_tasks
+from sasa_bench.cluster.tasks import bench_task, run_bench_sweep
+from sasa_bench.measure.model import BenchConfig
+from sasa_bench.records import Record, load_records
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tools" / "slurm_test_cluster.sh"
+WORKER = (sys.executable, str(ROOT / "tests" / "cluster" / "misbehaving_worker.py"))
+QUICK = ["--resolution", "32", "--instances", "1", "--warmup", "0", "--iters", "1"]
+QUICK += ["--max-time", "0"]
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The test cluster, up (the script is idempotent: a second `up` takes about 2 s)."""
+    try:
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "up"], capture_output=True, text=True, timeout=900
+        )
+        problem = None if result.returncode == 0 else (result.stderr or result.stdout).strip()
+    except (OSError, subprocess.TimeoutExpired) as error:
+        problem = str(error)
+    if problem:
+        message = f"no test Slurm cluster: {problem.splitlines()[-1] if problem else '?'}"
+        if os.environ.get("SASA_BENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def cli(*argv, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "sasa_bench", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def submission_scripts(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*_submission.sh"))
+
+
+def test_a_sweep_lands_one_record_per_task_and_a_rerun_submits_nothing(slurm, tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    argv = ["bench", "resnet26", "sasa26", "--batch-sizes", "1,2", *QUICK]
+    argv += ["--executor", "slurm", "--out", str(out)]
+    first = cli(*argv)
+    assert first.returncode == 0, first.stderr
+    records = load_records(out)
+    assert len(records) == 4 and all(r.status == "ok" for r in records)
+    slurm_ids = [r.env["slurm"] for r in records]
+    assert len({ids["array_job_id"] for ids in slurm_ids}) == 1  # one job array
+    assert sorted(int(ids["array_task_id"]) for ids in slurm_ids) == [0, 1, 2, 3]
+    assert all(ids["node"] and ids["job"] == f"{ids['array_job_id']}_{ids['array_task_id']}"
+               for ids in slurm_ids)  # fmt: skip
+    assert {(r.model.partition(":")[0], r.config["batch_size"]) for r in records} == {
+        ("resnet26", 1), ("resnet26", 2), ("sasa26", 1), ("sasa26", 2)
+    }  # fmt: skip
+    folder = tmp_path / "sweep.slurm"
+    scripts = submission_scripts(folder)
+    assert json.loads((folder / "jobs.json").read_text()) == {}  # all collected
+
+    again = cli(*argv)
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 measurements are in" in again.stderr
+    assert submission_scripts(folder) == scripts  # nothing submitted
+    assert len(load_records(out)) == 4
+
+    by_node = cli("compare", str(out), "--by", "host")
+    assert by_node.returncode == 0, by_node.stderr
+    assert records[0].env["host"] in by_node.stdout
+
+
+def test_a_crashed_and_a_cancelled_task_are_failed_rows_with_slurm_reasons(slurm, tmp_path):
+    configs = [
+        BenchConfig("resnet26:resolution=32", batch_size=batch, instances=1, warmup=0, iters=1)
+        for batch in (1, 2, 3)
+    ]
+    options = SlurmOptions(folder=tmp_path / "slurm", time_min=5)
+    out = tmp_path / "sweep.jsonl"
+    started = time.monotonic()
+    records = run_bench_sweep(configs, options, out=out, timeout_s=300, worker=WORKER)
+    assert time.monotonic() - started < 120  # the sweep ends: nothing waits on a dead task
+    by_batch = {r.config["batch_size"]: r for r in load_records(out)}
+    assert len(records) == 3 and sorted(by_batch) == [1, 2, 3]
+    assert by_batch[1].status == "ok" and by_batch[1].env["slurm"]["node"]
+    crashed, cancelled = by_batch[2], by_batch[3]
+    assert crashed.status == "failed" and "FAILED" in crashed.error, crashed.error
+    assert cancelled.status == "failed" and "CANCELLED" in cancelled.error, cancelled.error
+    for record in (crashed, cancelled):
+        assert record.error.startswith(f"Slurm job {record.env['slurm']['job']} ended ")
+        assert record.env["slurm"]["node"]  # where it died, from sacct
+
+
+def test_a_rerun_follows_the_jobs_an_interrupted_run_submitted(slurm, tmp_path):
+    options = SlurmOptions(folder=tmp_path / "slurm", time_min=5)
+    config = BenchConfig("resnet26:resolution=32", batch_size=4, instances=1)
+    task = bench_task(config, 300, WORKER)  # its worker takes 3 s
+    seen = []
+
+    def interrupt(jobs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks([task], options, on_submitted=seen.append, on_poll=interrupt)
+    (job_id,) = seen[0].submitted
+    assert JobBook(options.folder / "jobs.json").jobs == {task.key: job_id}
+
+    records = run_tasks([task], options, on_submitted=seen.append)
+    assert seen[1].submitted == [] and seen[1].followed == [job_id]
+    assert [(r.status, r.config) for r in records] == [("ok", config.to_dict())]
+    assert JobBook(options.folder / "jobs.json").jobs == {}
+
+
+TRAIN = ["train", "sasa26", "--width", "0.25", "--subset", "128", "--epochs", "3"]
+TRAIN += ["--device", "cpu", "--executor", "slurm", "--tasks-per-node", "2"]
+
+
+def final_record(out: Path) -> Record:
+    (record,) = [r for r in load_records(out / "results.jsonl") if r.kind == "train"]
+    return record
+
+
+def submitted_job(log: Path, timeout_s: float = 60) -> str:
+    """The job id a background `train --executor slurm` prints first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("submitted Slurm job "):
+                return line.split()[3].rstrip(":")
+        time.sleep(0.5)
+    raise AssertionError(f"no job submitted: {log.read_text()}")
+
+
+def wait_for_epoch(out: Path, epoch: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    epochs = out / "epochs.jsonl"
+    while time.monotonic() < deadline:
+        if epochs.is_file() and len(epochs.read_text().splitlines()) >= epoch:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"epoch {epoch} did not end in {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slurm, tmp_path_factory):
+    """A 2-rank DDP training through Slurm that nothing interrupts: the weights to match."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    result = cli(*TRAIN, "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, final_record(out)
+
+
+def test_ddp_training_through_slurm_agrees_on_both_ranks(uninterrupted):
+    result, record = uninterrupted
+    assert "1 node(s) x 2 rank(s)" in result.stdout
+    assert "2 process(es) on cpu" in result.stdout  # rank 0's log, echoed
+    assert record.status == "ok" and record.metrics["ranks_agree"]
+    assert len(record.metrics["rank_digests"]) == 2
+    assert record.env["slurm"]["node"] and record.env["slurm"]["job"]
+
+
+def start_training(out: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sasa_bench", *TRAIN, "--out", str(out), *extra],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_a_preempted_training_is_requeued_and_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    process = start_training(out, log)
+    job = submitted_job(log)
+    wait_for_epoch(out, 1)
+    # what Slurm sends at a pre-emption: SIGTERM, then submitit's signal
+    subprocess.run(["scancel", job, "--signal", "SIGTERM"], check=True)
+    subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
+    assert process.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert "this job is preempted" in text and "resumed" in text, text
+    record = final_record(out)
+    assert record.metrics["ranks_agree"]
+    assert record.metrics["rank_digests"] == uninterrupted[1].metrics["rank_digests"]
+    assert int(record.env["slurm"]["restarts"]) >= 1
+
+
+def test_a_cancelled_training_resumes_with_resume(uninterrupted, tmp_path):
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    process = start_training(out, log)
+    job = submitted_job(log)
+    wait_for_epoch(out, 1)
+    subprocess.run(["scancel", job], check=True)
+    assert process.wait(timeout=300) == 1
+    text = log.read_text()
+    assert f"train: failed: Slurm job {job} ended CANCELLED" in text, text
+    assert "add --resume to go on" in text
+
+    again = cli(*TRAIN, "--out", str(out), "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed" in again.stdout
+    record = final_record(out)
+    assert record.metrics["rank_digests"] == uninterrupted[1].metrics["rank_digests"]
+
+
+def test_a_report_measures_its_missing_items_as_slurm_tasks(slurm, tmp_path):
+    out = tmp_path / "report"
+    result = cli("report", "backends", "--smoke", "--out", str(out), "--executor", "slurm")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = load_records(out / "records.jsonl")
+    assert records and all(r.env.get("slurm", {}).get("job") for r in records)
+    assert (out / "report.md").is_file() and (out / "index.html").is_file()
+    again = cli("report", "backends", "--smoke", "--out", str(out), "--executor", "slurm")
+    assert again.returncode == 0 and "nothing to measure" in again.stdout
+
+
+# -- without a cluster ------------------------------------------------------------------------
+
+
+def test_without_slurm_the_executor_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    out = str(tmp_path / "x.jsonl")
+    assert main(["bench", "resnet26", "--executor", "slurm", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no Slurm here (sbatch, sacct, squeue, scancel not on PATH)" in err
+
+
+def test_without_submitit_the_executor_names_the_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    assert main(["train", "resnet26", "--executor", "slurm", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--executor slurm needs submitit: pip install 'sasa-bench[cluster]'")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "resnet26", "--slurm-partition", "gpu"], "--slurm-partition is a Slurm option"),
+        (["train", "resnet26", "--nodes", "2"], "--nodes is a Slurm option"),
+        (["bench", "resnet26", "--executor", "slurm"], "--executor slurm needs --out"),
+        (
+            ["bench", "resnet26", "--executor", "slurm", "--in-process", "--out", "x.jsonl"],
+            "--in-process is for --executor local",
+        ),
+    ],
+)
+def test_slurm_flags_are_checked_before_any_work(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_slurm_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "resnet26", "--slurm-option", "account"])
+    assert exit_.value.code == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
