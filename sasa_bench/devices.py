@@ -18,9 +18,9 @@ MODES = ("infer", "train")
 KINDS = ("cpu", "cuda", "mps")
 
 
-def check_device(device: str, kinds: tuple[str, ...] = KINDS) -> torch.device:
-    """The torch.device `device` names; SasaBenchError unless it is usable here and its kind
-    is one of `kinds`."""
+def check_device(device: str, kinds: tuple[str, ...] = KINDS, *, here: bool = True) -> torch.device:
+    """The torch.device `device` names; SasaBenchError unless its kind is one of `kinds` and
+    (`here`) it is usable on this machine."""
     names = ", ".join(f"{kind}, cuda:N" if kind == "cuda" else kind for kind in kinds)
     try:
         parsed = torch.device(device)
@@ -28,6 +28,8 @@ def check_device(device: str, kinds: tuple[str, ...] = KINDS) -> torch.device:
         raise SasaBenchError(f"unknown device {device!r} ({names})") from None
     if parsed.type not in kinds:
         raise SasaBenchError(f"unsupported device {device!r} ({names})")
+    if not here:
+        return parsed
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if not count:

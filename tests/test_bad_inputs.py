@@ -129,7 +129,7 @@ CASES = [
     (["bench", "vgg*"], 2, "no model matches 'vgg*'"),
     (["bench", "resnet26", "nosuchnet"], 2, "unknown model 'nosuchnet'"),
     (["bench", "resnet26:k=3,k=5"], 2, "model option 'k' given twice"),
-    pytest.param(["bench", "resnet26", "--device", "cuda"], 2, "argument --device: no GPU",
+    pytest.param(["bench", "resnet26", "--device", "cuda"], 2, "error: no GPU: torch",
                  marks=NO_GPU),
     # -- compare ---------------------------------------------------------------------------
     (["compare", "{random}"], 2, "random.jsonl is not a sasa_bench results file (binary"),
@@ -160,6 +160,8 @@ CASES = [
     pytest.param(["kernels", "--check", "--device", "cuda"], 2, "no GPU", marks=NO_GPU),
     # -- train -----------------------------------------------------------------------------
     (["train", "resnet26", "--data", "bogus"], 2, "unknown data 'bogus'"),
+    pytest.param(["train", "resnet26", "--device", "cuda", "--out", "{tmp}/run"], 2,
+                 "error: no GPU: torch", marks=NO_GPU),
     (["train", "resnet26", "--data", "cifar10"], 2, "write it as cifar10:PATH"),
     (["train", "resnet26", "--data", "cifar10:{missing}"], 2, "no such file or folder"),
     (["train", "resnet26", "--data", "imagefolder:{bench}"], 2, "is not a folder"),

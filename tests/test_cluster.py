@@ -273,3 +273,39 @@ def test_a_bad_slurm_option_is_a_usage_error(capsys):
         main(["bench", "resnet26", "--slurm-option", "account"])
     assert exit_.value.code == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_used_run_folder_is_refused_before_a_job_is_submitted(slurm, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"")
+    assert main([*TRAIN, "--out", str(out)]) == 2
+    assert "holds a run already: --resume continues it" in capsys.readouterr().err
+    assert not (out / "slurm").exists()  # nothing submitted
+
+
+def test_the_slurm_environment_names_the_array_task(monkeypatch):
+    from sasa_bench.records import environment, slurm_environment
+
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert slurm_environment() == {} and "slurm" not in environment("cpu")
+    monkeypatch.setenv("SLURM_JOB_ID", "108")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "100")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "8")
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu-node-3")
+    found = environment("cpu")["slurm"]
+    assert found["job"] == "100_8" and found["job_id"] == "108" and found["node"] == "gpu-node-3"
+
+
+def test_a_gpu_sweep_for_slurm_is_checked_without_a_gpu_here():
+    from sasa_bench.cli import build_parser
+    from sasa_bench.cli.bench import configs_from_args
+    from sasa_bench.errors import SasaBenchError
+
+    argv = ["bench", "resnet26", "--device", "cuda", "--out", "x.jsonl"]
+    args = build_parser("bench").parse_args([*argv, "--executor", "slurm"])
+    assert [c.device for c in configs_from_args(args)] == ["cuda"]
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(SasaBenchError, match="no GPU"):
+            configs_from_args(build_parser("bench").parse_args(argv))

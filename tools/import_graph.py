@@ -29,6 +29,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("paper", "counters"),
     ("measure",),
     ("train",),
+    ("cluster",),  # Slurm: runs measure's and train's work on the nodes
     ("regression",),
     ("report",),
     ("cli", "__main__"),

@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("measurement")
     run.add_argument(
         "--device",
-        type=values.device(),
+        type=values.device(here=False),  # looked for in BenchConfig.validate, unless on Slurm
         default="cpu",
         help="cpu, cuda, cuda:N or mps (default cpu)",
     )

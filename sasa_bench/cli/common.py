@@ -94,12 +94,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
-    """How a run executes (not what it computes): shared by train and eval."""
+def add_execution_arguments(group: argparse._ArgumentGroup, *, here: bool = True) -> None:
+    """How a run executes (not what it computes): shared by train and eval. `here=False`:
+    the device name only is checked at parse time (the command may run on Slurm's nodes)."""
     group.add_argument(
         "--device",
         default="auto",
-        type=values.device(auto=True),
+        type=values.device(auto=True, here=here),
         help="auto (a GPU where there is one), cpu, cuda or cuda:N",
     )
     group.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype (default: fp32)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from sasa_bench.cli import COMMANDS, values
@@ -25,12 +27,22 @@ from sasa_bench.cli.common import (
     slurm_options,
     thread_count,
 )
+from sasa_bench.cluster.slurm import (
+    SlurmOptions,
+    Submitted,
+    Task,
+    log_follower,
+    run_tasks,
+    task_key,
+)
+from sasa_bench.devices import resolve_device
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.records import Record
 from sasa_bench.train.config import OPTIMIZERS, RECIPES, SCHEDULES, make_config
 from sasa_bench.train.datasets import open_dataset
 from sasa_bench.train.seeds import parse_seeds, summarize
 from sasa_bench.train.setup import fit_to_data
-from sasa_bench.train.trainer import train
+from sasa_bench.train.trainer import check_folder, train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="one run per seed, e.g. 0,1,2 (each in OUT/seed-N), then their mean ± sd",
     )
     run = parser.add_argument_group("run")
-    add_execution_arguments(run)
+    add_execution_arguments(run, here=False)
     run.add_argument(
         "--workers", type=values.integer(0), default=4, help="loader processes (image folders)"
     )
@@ -128,13 +140,13 @@ def run_folder_of(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = slurm_options(args, run_folder_of(args) / "slurm")
-    if options is not None:
-        from sasa_bench.cluster.tasks import run_training
-
-        records = run_training(args, options, out=run_folder_of(args), echo=print)
-    else:
+    if args.executor == "local":
+        slurm_options(args, Path())  # refuses the Slurm flags
+        resolve_device(args.device, kinds=("cpu", "cuda"))  # a missing GPU, before any work
         records = train_runs(args)
+    else:
+        out = run_folder_of(args)
+        records = train_on_slurm(args, slurm_options(args, out / "slurm"), out=out, echo=print)
     if not records or any(record.status != "ok" for record in records):
         return 1
     summaries = summarize(records)
@@ -152,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_runs(args: argparse.Namespace) -> list:
+def train_runs(args: argparse.Namespace) -> list[Record]:
     """Train as the flags say (one run, or one per seed) in this process; the final Records."""
     dataset = open_dataset(args.data)
     model = fit_to_data(model_from_args(args), dataset, given_options(args))
@@ -190,4 +202,84 @@ def train_runs(args: argparse.Namespace) -> list:
                 echo=lambda line: print(line, flush=True),
             )
         )
+    return records
+
+
+class TrainTask:
+    """`sasa-bench train ARGV` as one rank of a Slurm job (ARGV as the user gave it, --executor
+    slurm included: each rank trains in its own process, taking its place in the
+    torch.distributed world from Slurm's variables). Pickled by submitit; `checkpoint` makes
+    submitit requeue the job at its time limit as at a pre-emption, and a requeued rank resumes
+    from OUT's last checkpoint."""
+
+    def __init__(self, argv: list[str], out: Path) -> None:
+        self.argv = list(argv)
+        self.out = Path(out)
+
+    def __call__(self) -> list[Record]:
+        import submitit
+
+        from sasa_bench.cli import build_parser
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        args = build_parser("train").parse_args(self.argv)
+        args.executor = "local"
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+        if requeued and any(self.out.glob("**/checkpoint.pt")):  # go on, never start over
+            args.resume, args.overwrite = True, False
+        return train_runs(args)
+
+    def checkpoint(self):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def job_parameters(args: argparse.Namespace, options: SlurmOptions) -> dict[str, object]:
+    """sbatch parameters of the training job: --nodes x --tasks-per-node ranks."""
+    params = options.parameters() | {"nodes": args.nodes, "ntasks_per_node": ranks_per_node(args)}
+    params.pop("array_parallelism")
+    params.pop("gpus_per_task", None)
+    if args.gpus_per_node:
+        params["gpus_per_node"] = args.gpus_per_node
+    return params
+
+
+def ranks_per_node(args: argparse.Namespace) -> int:
+    return args.tasks_per_node or max(args.gpus_per_node, 1)
+
+
+def train_on_slurm(
+    args: argparse.Namespace, options: SlurmOptions, *, out: Path, echo: Callable[[str], None]
+) -> list[Record]:
+    """The training as one Slurm job: submitted (or, after an interrupted wait, followed
+    again), rank 0's log echoed as it grows; rank 0's Records (failed ones with Slurm's reason
+    when the job ended without them). The run folders are checked here, before submitting."""
+    seeds = args.seeds or (args.seed,)
+    for folder in [out / f"seed-{seed}" for seed in seeds] if args.seeds else [out]:
+        resume = args.resume and (not args.seeds or (folder / "checkpoint.pt").exists())
+        check_folder(folder / "checkpoint.pt", resume=resume, overwrite=args.overwrite)
+
+    def failed(reason: str) -> list[Record]:
+        hint = f"; {out} keeps the last finished epoch's checkpoint: add --resume to go on"
+        return [Record("train", args.model, status="failed", error=reason + hint)]
+
+    def submitted(what: Submitted) -> None:
+        for job_id in what.submitted:
+            echo(f"submitted Slurm job {job_id}: {args.nodes} node(s) x {ranks_per_node(args)} "
+                 f"rank(s); logs in {options.folder}")  # fmt: skip
+        for job_id in what.followed:
+            echo(f"following Slurm job {job_id}, submitted before")
+
+    task = Task(task_key(["train", args.argv]), TrainTask(args.argv, out), (), failed)
+    (records,) = run_tasks(
+        [task],
+        options,
+        parameters=job_parameters(args, options),
+        on_submitted=submitted,
+        on_poll=log_follower(echo),
+    )
+    for record in records:
+        if record.status != "ok":
+            echo(f"train: failed: {record.error}")
     return records

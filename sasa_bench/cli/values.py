@@ -107,14 +107,18 @@ def choices(allowed: Sequence[str], what: str = "name") -> Callable[[str], list[
 dtypes = choices(tuple(DTYPES), "dtype")
 
 
-def device(kinds: tuple[str, ...] = KINDS, *, auto: bool = False) -> Callable[[str], str]:
-    """A device usable here (`auto` too where allowed): a missing GPU is the flag's error."""
+def device(
+    kinds: tuple[str, ...] = KINDS, *, auto: bool = False, here: bool = True
+) -> Callable[[str], str]:
+    """A device usable here (`auto` too where allowed): a missing GPU is the flag's error.
+    `here=False` checks the name only, for commands that may run elsewhere (`--executor
+    slurm`) and look for the device themselves when they run here."""
 
     def parse(text: str) -> str:
         if auto and text == "auto":
             return text
         try:
-            check_device(text, kinds)
+            check_device(text, kinds, here=here)
         except SasaBenchError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
         return text

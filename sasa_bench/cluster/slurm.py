@@ -257,6 +257,23 @@ def log_tail(job) -> str:
     return " | ".join(lines[-LOG_TAIL_LINES:])
 
 
+def log_follower(echo: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+    """An `on_poll` that echoes the new lines of each job's task-0 log (a training's rank 0)."""
+    shown: dict[str, int] = {}
+
+    def follow(jobs: dict[str, Any]) -> None:
+        for job in jobs.values():
+            try:
+                lines = job.paths.stdout.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines[shown.get(job.job_id, 0) :]:
+                echo(line)
+            shown[job.job_id] = len(lines)
+
+    return follow
+
+
 def task_key(payload: Any) -> str:
     """A stable key for a JSON-able description of a task."""
     return json.dumps(payload, sort_keys=True, default=str)

@@ -43,7 +43,7 @@ ALWAYS = IDENTITY[:3]
 ACCURACY_METRICS = ("top1", "top5")
 ACCURACY_IDENTITY = ("model", "data", "epochs", "recipe", "resolution", "amp", "attn_impl")
 #: env fields a comparison can be made by
-ENV_FIELDS = ("gpu", "host", "cpu", "torch", "cuda", "driver", "git_sha")
+ENV_FIELDS = ("gpu", "gpu_uuid", "host", "cpu", "torch", "cuda", "driver", "git_sha")
 
 
 @dataclass
