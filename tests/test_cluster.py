@@ -7,6 +7,7 @@ unless SASA_BENCH_REQUIRE_SLURM=1 (as .ci/run sets), where that is a failure.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from sasa_bench.cluster.slurm import JobBook, SlurmOptions, run_tasks
 from sasa_bench.cluster.tasks import bench_task, run_bench_sweep
 from sasa_bench.measure.model import BenchConfig
 from sasa_bench.records import Record, load_records
+from sasa_bench.report.build import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "slurm_test_cluster.sh"
@@ -191,12 +193,16 @@ def test_a_preempted_training_is_requeued_and_resumes_to_the_same_weights(uninte
     process = start_training(out, log)
     job = submitted_job(log)
     wait_for_epoch(out, 1)
+    process.send_signal(signal.SIGINT)  # Ctrl-C stops the waiting, not the job
+    assert process.wait(timeout=60) == 130
+    assert "the Slurm job goes on; the same command again follows it" in log.read_text()
     # what Slurm sends at a pre-emption: SIGTERM, then submitit's signal
     subprocess.run(["scancel", job, "--signal", "SIGTERM"], check=True)
     subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
-    assert process.wait(timeout=300) == 0, log.read_text()
-    text = log.read_text()
-    assert "this job is preempted" in text and "resumed" in text, text
+    again = cli(*TRAIN, "--out", str(out))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"following Slurm job {job}, submitted before" in again.stdout
+    assert "resumed" in again.stdout, again.stdout
     record = final_record(out)
     assert record.metrics["ranks_agree"]
     assert record.metrics["rank_digests"] == uninterrupted[1].metrics["rank_digests"]
@@ -221,15 +227,32 @@ def test_a_cancelled_training_resumes_with_resume(uninterrupted, tmp_path):
     assert record.metrics["rank_digests"] == uninterrupted[1].metrics["rank_digests"]
 
 
+TINY_STUDY = '''"""ResNet-26 at width 0.125: one benchmark, one epoch of training."""
+from sasa_bench.report.study import Bench, Study, Train
+
+def study(smoke):
+    return Study(name="tiny", title="Tiny", models=("resnet26:width=0.125",),
+                 bench=Bench("resolution=32", batch_size=2, warmup=1, iters=2, max_time_s=0.5),
+                 train=Train(("resnet26:width=0.125",), overrides="", epochs=1, seeds=(0,)))
+'''
+
+
 def test_a_report_measures_its_missing_items_as_slurm_tasks(slurm, tmp_path):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "tiny.py").write_text(TINY_STUDY)
     out = tmp_path / "report"
-    result = cli("report", "backends", "--smoke", "--out", str(out), "--executor", "slurm")
-    assert result.returncode == 0, result.stdout + result.stderr
+    options = SlurmOptions(folder=out / "slurm", time_min=5)
+    build_report(["tiny"], smoke=True, out=out, experiments=experiments, slurm=options)
     records = load_records(out / "records.jsonl")
-    assert records and all(r.env.get("slurm", {}).get("job") for r in records)
-    assert (out / "report.md").is_file() and (out / "index.html").is_file()
-    again = cli("report", "backends", "--smoke", "--out", str(out), "--executor", "slurm")
-    assert again.returncode == 0 and "nothing to measure" in again.stdout
+    assert sorted(r.kind for r in records) == ["bench", "bench", "train"]  # trained: benched too
+    assert all(r.status == "ok" and r.env["slurm"]["job"] for r in records)
+    assert len({r.env["slurm"]["array_job_id"] for r in records}) == 1  # one job array
+    assert (out / "runs").is_dir()  # the training's run folder, written from the node
+    assert "resnet26" in (out / "report.md").read_text() and (out / "index.html").is_file()
+    submitted = submission_scripts(options.folder)
+    build_report(["tiny"], smoke=True, out=out, experiments=experiments, slurm=options)
+    assert submission_scripts(options.folder) == submitted  # nothing missing, nothing submitted
 
 
 # -- without a cluster ------------------------------------------------------------------------
@@ -309,3 +332,12 @@ def test_a_gpu_sweep_for_slurm_is_checked_without_a_gpu_here():
     if not __import__("torch").cuda.is_available():
         with pytest.raises(SasaBenchError, match="no GPU"):
             configs_from_args(build_parser("bench").parse_args(argv))
+
+
+def test_a_job_sbatch_refuses_is_one_line_and_exit_2(slurm, tmp_path, capsys):
+    out = str(tmp_path / "x.jsonl")
+    assert main(["bench", "resnet26", "--executor", "slurm", "--slurm-partition", "nosuch",
+                 "--out", out]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sasa-bench bench: error: sbatch refused the job: ")
+    assert "invalid partition" in err[-1].lower() and len(err) <= 2  # (the progress line)

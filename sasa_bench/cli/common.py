@@ -220,7 +220,7 @@ def add_slurm_arguments(parser: argparse.ArgumentParser, *, training: bool = Fal
 
 #: the flags of add_slurm_arguments that mean nothing without --executor slurm
 SLURM_FLAGS = (
-    "slurm_partition", "slurm_cpus_per_task", "slurm_gpus_per_task", "slurm_folder",
+    "slurm_partition", "slurm_time", "slurm_cpus_per_task", "slurm_gpus_per_task", "slurm_folder",
     "slurm_array_parallelism", "slurm_option", "nodes", "gpus_per_node", "tasks_per_node",
 )  # fmt: skip
 
@@ -230,7 +230,7 @@ def slurm_options(args: argparse.Namespace, folder: Path) -> SlurmOptions | None
     that submitit and a Slurm with accounting are here; None for --executor local, which
     refuses the Slurm flags."""
     if args.executor == "local":
-        defaults = {"slurm_option": [], "nodes": 1, "gpus_per_node": 0}
+        defaults = {"slurm_option": [], "nodes": 1, "gpus_per_node": 0, "slurm_time": 60}
         defaults["slurm_array_parallelism"] = 256
         for name in SLURM_FLAGS:
             if getattr(args, name, None) not in (None, defaults.get(name)):

@@ -28,6 +28,7 @@ from sasa_bench.cli.common import (
     thread_count,
 )
 from sasa_bench.cluster.slurm import (
+    JobBook,
     SlurmOptions,
     Submitted,
     Task,
@@ -255,8 +256,11 @@ def train_on_slurm(
     """The training as one Slurm job: submitted (or, after an interrupted wait, followed
     again), rank 0's log echoed as it grows; rank 0's Records (failed ones with Slurm's reason
     when the job ended without them). The run folders are checked here, before submitting."""
+    key = task_key(["train", args.argv])
     seeds = args.seeds or (args.seed,)
-    for folder in [out / f"seed-{seed}" for seed in seeds] if args.seeds else [out]:
+    folders = [out / f"seed-{seed}" for seed in seeds] if args.seeds else [out]
+    following = key in JobBook(options.folder / "jobs.json").jobs  # its folder is in use
+    for folder in [] if following else folders:
         resume = args.resume and (not args.seeds or (folder / "checkpoint.pt").exists())
         check_folder(folder / "checkpoint.pt", resume=resume, overwrite=args.overwrite)
 
@@ -271,7 +275,7 @@ def train_on_slurm(
         for job_id in what.followed:
             echo(f"following Slurm job {job_id}, submitted before")
 
-    task = Task(task_key(["train", args.argv]), TrainTask(args.argv, out), (), failed)
+    task = Task(key, TrainTask(args.argv, out), (), failed)
     (records,) = run_tasks(
         [task],
         options,

@@ -17,6 +17,8 @@ result would look as if it ran forever, so `require_slurm` refuses such a cluste
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -155,10 +157,7 @@ def run_tasks(
     followed = [job.job_id for job in jobs.values()]
     new = [task for task in tasks if task.key not in jobs]
     if new:
-        executor = submitit.SlurmExecutor(folder=options.folder)
-        executor.update_parameters(**(parameters or options.parameters()))
-        with executor.batch():
-            submitted = [executor.submit(task.function, *task.args) for task in new]
+        submitted = submit(new, options.folder, parameters or options.parameters())
         for task, job in zip(new, submitted, strict=True):
             jobs[task.key] = job
             book.jobs[task.key] = job.job_id
@@ -174,16 +173,8 @@ def run_tasks(
         for key, job in list(jobs.items()):
             if not job.done():
                 continue
-            # a shared file system may show a result late: wait for it here (submitit would
-            # wait 15 s per job, one job after the other)
-            shown = all(task_job.paths.result_pickle.exists() for task_job in task_jobs(job))
-            if (
-                not shown
-                and time.monotonic() - ended.setdefault(key, time.monotonic()) < RESULT_WAIT_S
-            ):
+            if not result_shown(job, ended.setdefault(key, time.monotonic())):
                 continue
-            for task_job in task_jobs(job):
-                task_job._results_timeout_s = 0  # waited above
             task = by_key[key]
             record = collect(task, job)
             records.append(record)
@@ -197,9 +188,33 @@ def run_tasks(
     return records
 
 
-def task_jobs(job) -> list:
-    """The submitit Jobs of a job's tasks (itself for a one-task job)."""
-    return list(job._sub_jobs) or [job]
+def submit(tasks: Sequence[Task], folder: Path, parameters: dict[str, Any]) -> list:
+    """The tasks as one job array (one job for one task); sbatch's refusal (an unknown
+    partition or option, a limit) is the user's error, in sbatch's words."""
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(**parameters)
+    try:  # submitit prints sbatch's complaint too: it is in the error, said once
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
+            return [executor.submit(task.function, *task.args) for task in tasks]
+    except submitit.core.utils.FailedJobError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise SasaBenchError(f"sbatch refused the job: {' '.join(lines)}") from None
+
+
+def result_shown(job, ended: float) -> bool:
+    """Whether an ended job's results can be read now: its result files are there, or they
+    did not show within RESULT_WAIT_S of `ended` (when it was first seen ended). A shared file
+    system may show a result late; waiting here, not in submitit (15 s per job, one after the
+    other), lets the other jobs be collected meanwhile."""
+    task_jobs = list(job._sub_jobs) or [job]
+    shown = all(task_job.paths.result_pickle.exists() for task_job in task_jobs)
+    if not shown and time.monotonic() - ended < RESULT_WAIT_S:
+        return False
+    for task_job in task_jobs:
+        task_job._results_timeout_s = 0  # waited here
+    return True
 
 
 def collect(task: Task, job) -> Any:

@@ -127,8 +127,7 @@ def measure_on_slurm(
     `cuda` device on a node is the GPU Slurm gave the task)."""
     tasks, labels = [], {}
     for kind, item in work:
-        what = item.to_dict() if kind in ("bench", "layers") else label(kind, item)
-        key = task_key([kind, what])
+        key = task_key([kind, identity(kind, item, device)])
         args = (kind, item, device, folder, print)
         tasks.append(Task(key, measure_item, args, failed_item(kind, item, device)))
         labels[key] = label(kind, item)
@@ -143,6 +142,19 @@ def measure_on_slurm(
         progress.finish(labels[task.key], time.perf_counter() - started, outcome(record))
 
     run_tasks(tasks, slurm, on_submitted=submitted, on_record=landed)
+
+
+def identity(kind: str, item: object, device: str) -> object:
+    """What tells one work item from every other (JSON-able): a configuration, a training
+    run, the device of a kernel study."""
+    if kind in ("bench", "layers"):
+        return item.to_dict()
+    if kind == "train":
+        study, model, seed = item
+        plan = study.train
+        return [trained_model(model, plan.overrides, plan.data), plan.data, plan.epochs,
+                plan.recipe, seed]  # fmt: skip
+    return device
 
 
 def failed_item(kind: str, item: object, device: str) -> Callable[[str], Record]:
