@@ -118,7 +118,8 @@ def sdpa_macs(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int
 def einsum_macs(equation: str, shapes: list[tuple[int, ...]]) -> int:
     """The products torch.einsum computes, left to right: of each pair, one multiply-add per
     combination of the letters that survive (a letter in one operand only and not needed
-    later is summed away first, as torch does: an addition, not a MAC)."""
+    later is summed away first, as torch does: an addition, not a MAC); a pair that contracts
+    no letter is an elementwise product (torch.mul), no MAC."""
     inputs, arrow, output = equation.replace(" ", "").partition("->")
     terms = inputs.split(",")
     if not arrow:  # implicit output: the letters that appear once, in order
@@ -140,8 +141,10 @@ def einsum_macs(equation: str, shapes: list[tuple[int, ...]]) -> int:
     macs, left = 0, terms[0]
     for index, right in enumerate(terms[1:], start=1):
         later = output + "".join(terms[index + 1 :])
-        kept = {c for c in left + right if c in later or (c in left and c in right)}
-        macs += math.prod(sizes[c] for c in kept)
+        contracted = {c for c in left if c in right and c not in later}
+        if contracted:  # without a contraction the pair is an elementwise product, no MAC
+            kept = {c for c in left + right if c in later} | contracted
+            macs += math.prod(sizes[c] for c in kept)
         left = "".join(c for c in dict.fromkeys(left + right) if c in later)
     return macs
 
