@@ -206,7 +206,7 @@ def parse_thirdparty(text: str, extra: dict[str, object] | None = None) -> Third
         options[key.strip()] = value
     resolution, num_classes = defaults(source, arch)
     spec = ThirdPartySpec(source, arch, resolution, num_classes, resolution, num_classes)
-    return spec.replace(**options, **(extra or {}))
+    return spec.replace(**{**options, **(extra or {})})
 
 
 def list_hint(source: str) -> str:

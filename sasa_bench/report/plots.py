@@ -14,8 +14,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from sasa_bench.models.thirdparty import is_thirdparty  # noqa: E402
 
 FAMILY_COLORS = {
-    "baseline (conv)": "#1f77b4", "attention": "#d62728", "timm": "#2ca02c", "torchvision": "#9467bd",
-}  # fmt: skip
+    "baseline (conv)": "#1f77b4",
+    "attention": "#d62728",
+    "timm": "#2ca02c",
+    "torchvision": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
