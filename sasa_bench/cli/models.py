@@ -33,7 +33,10 @@ def thirdparty_rows(patterns: list[str]) -> list[dict[str, object]]:
     rows = []
     for pattern in patterns:
         if not is_thirdparty(pattern):
-            raise SasaBenchError(f"{pattern!r}: expected timm:PATTERN or torchvision:PATTERN")
+            raise SasaBenchError(
+                f"unrecognized arguments: {pattern} (models lists the presets, or with "
+                "timm:PATTERN or torchvision:PATTERN the third-party names)"
+            )
         for name in expand(pattern):
             spec = parse_thirdparty(name)
             rows.append(
