@@ -289,7 +289,7 @@ def test_a_backend_whose_library_is_missing_is_refused_with_its_install_line(mon
 
 
 def test_the_torchvision_advice_keeps_the_installed_torch():
-    from sasa_bench.train.loaders import torchvision_install
+    from sasa_bench.models.thirdparty import torchvision_install
 
     line = torchvision_install()
     version = torch.__version__.split("+")[0]

@@ -36,13 +36,18 @@ from sasa_bench.kernels import BACKENDS
 from sasa_bench.measure.model import BenchConfig
 from sasa_bench.measure.sweep import DEFAULT_TIMEOUT_S, run_sweep
 from sasa_bench.models.registry import PRESETS
+from sasa_bench.models.thirdparty import expand, is_thirdparty
 from sasa_bench.records import Record, load_records, retried_batch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help=COMMANDS["bench"])
     parser.add_argument(
-        "models", nargs="+", metavar="MODEL", help="preset[:options]; fnmatch patterns ('sasa*')"
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="preset[:options] or timm:NAME / torchvision:NAME; fnmatch patterns ('sasa*', "
+        "'timm:halonet*')",
     )
     add_override_arguments(parser)
     run = parser.add_argument_group("measurement")
@@ -133,10 +138,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
-    """Canonical names: each pattern's preset part matched (fnmatch) against the registry, its
-    options and the override flags applied; in order, without repeats."""
+    """Canonical names: each pattern's preset part matched (fnmatch) against the registry (a
+    third-party pattern against its library's names), its options and the override flags
+    applied; in order, without repeats."""
     names: list[str] = []
     for pattern in patterns:
+        if is_thirdparty(pattern):  # timm:halonet* -> every timm name that matches
+            for name in expand(pattern):
+                canonical = model_from_args(args, name).name
+                if canonical not in names:
+                    names.append(canonical)
+            continue
         preset, sep, options = pattern.partition(":")
         presets = [preset]
         if any(char in preset for char in "*?["):

@@ -35,7 +35,11 @@ MODEL_FLAGS = (
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """One positional MODEL plus the override flags."""
-    parser.add_argument("model", help="preset or preset:KEY=VALUE,... (see `sasa-bench models`)")
+    parser.add_argument(
+        "model",
+        help="preset or preset:KEY=VALUE,..., or timm:NAME / torchvision:NAME (see `sasa-bench "
+        "models`)",
+    )
     add_override_arguments(parser)
 
 

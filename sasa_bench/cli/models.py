@@ -1,4 +1,5 @@
-"""`sasa-bench models`: the presets with their parameters and FLOPs at 224x224."""
+"""`sasa-bench models`: the presets with their parameters and FLOPs at 224x224; with patterns
+(`sasa-bench models 'timm:halo*'`), the timm or torchvision models of those names."""
 
 from __future__ import annotations
 
@@ -9,14 +10,39 @@ from rich.table import Table
 from sasa_bench import paper
 from sasa_bench.cli import COMMANDS
 from sasa_bench.cli.common import console, print_json
+from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import cell
 from sasa_bench.models.registry import PRESETS, describe
 from sasa_bench.models.resnet import model_cost
+from sasa_bench.models.thirdparty import expand, is_thirdparty, parse_thirdparty
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("models", help=COMMANDS["models"])
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="SOURCE:PATTERN",
+        help="list third-party names instead: timm:PATTERN or torchvision:PATTERN (fnmatch)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def thirdparty_rows(patterns: list[str]) -> list[dict[str, object]]:
+    """Each matching name with the input size and class count it is built for by default."""
+    rows = []
+    for pattern in patterns:
+        if not is_thirdparty(pattern):
+            raise SasaBenchError(
+                f"unrecognized arguments: {pattern} (models lists the presets, or with "
+                "timm:PATTERN or torchvision:PATTERN the third-party names)"
+            )
+        for name in expand(pattern):
+            spec = parse_thirdparty(name)
+            rows.append(
+                {"model": spec.name, "resolution": spec.resolution, "num_classes": spec.num_classes}
+            )
+    return rows
 
 
 def preset_rows() -> list[dict[str, object]]:
@@ -47,6 +73,18 @@ def preset_rows() -> list[dict[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.patterns:
+        found = thirdparty_rows(args.patterns)
+        if args.json:
+            print_json(found)
+            return 0
+        table = Table(title="third-party models (built without weights; MODEL:resolution=N)")
+        for column in ("model", "default resolution", "classes"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for row in found:
+            table.add_row(row["model"], str(row["resolution"]), str(row["num_classes"]))
+        console().print(table)
+        return 0
     rows = preset_rows()
     if args.json:
         print_json(rows)

@@ -4,6 +4,7 @@ traced FLOP counters (`--counters`) and the paper's numbers (`--paper`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import torch
@@ -14,16 +15,22 @@ from sasa_bench import paper
 from sasa_bench.cli import COMMANDS, values
 from sasa_bench.cli.common import add_model_arguments, console, model_from_args, print_json
 from sasa_bench.counters import (
+    REFERENCE,
     CounterResult,
     add_counter_columns,
+    differs,
+    own_macs,
     parse_counters,
     run_counter,
+    traced_cost,
 )
+from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import cell, human, shape, to_csv, to_markdown
 from sasa_bench.kernels import BACKENDS
 from sasa_bench.layers.cost import GROUPINGS, ModelCost
 from sasa_bench.models.registry import NamedModel, spec_options
 from sasa_bench.models.resnet import build_model, model_cost
+from sasa_bench.models.thirdparty import ThirdPartySpec, without_compiled_ops
 
 FORMATS = ("table", "csv", "markdown")
 
@@ -132,20 +139,78 @@ def paper_comparison(name: str, cost: ModelCost) -> list[dict[str, object]]:
     ]
 
 
+def thirdparty_counts(
+    model: NamedModel, names: list[str], args: argparse.Namespace
+) -> tuple[ModelCost, list[dict], dict[str, CounterResult], list[str]]:
+    """A third-party model has no analytic count: REFERENCE's traced count (with the handlers)
+    gives the rows and the MACs column, and the other counters are compared with it, per
+    module on the MACs that run in each module's own forward."""
+    if args.latency or args.paper:
+        raise SasaBenchError(f"--latency and --paper are for sasa_bench's models, not {model.name}")
+    traced = [name for name in names if name not in ("analytic", REFERENCE)]
+    results = run_counters(model, [REFERENCE, *traced], handlers=not args.no_handlers)
+    reference = results.pop(REFERENCE)
+    if reference.macs is None:
+        raise SasaBenchError(f"{model.name} could not be counted: {reference.note}")
+    torch.manual_seed(0)
+    net = build_model(model.spec).eval()
+    x = torch.randn(1, 3, model.spec.resolution, model.spec.resolution)
+    cost = traced_cost(net, x, reference)
+    own = {
+        name: dataclasses.replace(result, layers=own_macs(net, result))
+        for name, result in results.items()
+        if result.macs is not None
+    }
+    rows = cost.grouped("layer")
+    add_counter_columns(rows, own)
+    if args.group != "layer":
+        rows = group_by_depth(rows, 1 if args.group == "stage" else 2, cost.flops)
+    notes = [f"no analytic count for {model.name}: MACs are {REFERENCE}'s (traced, with the "
+             "handlers); 'differs' compares each counter with them"]  # fmt: skip
+    notes += [note for note in (without_compiled_ops(),) if note]
+    return cost, rows, results, notes
+
+
+def group_by_depth(rows: list[dict], depth: int, total_flops: int) -> list[dict]:
+    """Module rows summed per prefix of `depth` names (depth 1: the model's children), their
+    counter columns too; the differing counters are found again on the sums."""
+    grouped: dict[str, dict] = {}
+    for row in rows:
+        key = ".".join(row["name"].split(".")[:depth])
+        into = grouped.get(key)
+        if into is None:
+            grouped[key] = {**row, "name": key, "type": "module", "counters": dict(row["counters"])}
+            continue
+        into["out_shape"] = row["out_shape"]
+        for field in ("params", "macs", "flops", "activations"):
+            into[field] += row[field]
+        for name, macs in row["counters"].items():
+            into["counters"][name] = into["counters"].get(name, 0) + macs
+    for row in grouped.values():
+        row["flops_share"] = row["flops"] / total_flops if total_flops else 0.0
+        row["differs"] = [n for n, macs in row["counters"].items() if differs(macs, row["macs"])]
+    return list(grouped.values())
+
+
 def run(args: argparse.Namespace) -> int:
     names = parse_counters(args.counters)
     model = model_from_args(args)
-    cost = model_cost(model.spec)
-    rows = cost.grouped(args.group)
-    results = run_counters(model, names, handlers=not args.no_handlers)
-    add_counter_columns(rows, results)
+    reference = "analytic"
+    if isinstance(model.spec, ThirdPartySpec):
+        reference = REFERENCE
+        cost, rows, results, notes = thirdparty_counts(model, names, args)
+    else:
+        cost = model_cost(model.spec)
+        rows = cost.grouped(args.group)
+        results = run_counters(model, names, handlers=not args.no_handlers)
+        add_counter_columns(rows, results)
+        rounding = model.spec.rounding_note()  # heads=7 changes every width: say so
+        notes = [note for note in (rounding, *(r.note for r in results.values())) if note]
     if args.latency:
         add_latency_columns(rows, model.name, args)
     counted = [n for n, r in results.items() if r.macs is not None]
-    rounding = model.spec.rounding_note()  # heads=7 changes every width: say so
-    notes = [note for note in (rounding, *(r.note for r in results.values())) if note]
     if args.json:
-        print_json(_json(model, cost, rows, names, results, args.paper))
+        print_json(_json(model, cost, rows, names, results, args.paper, reference))
         return 0
     if args.format != "table":
         headers, cells = _cells(rows, counted, readable=args.format == "markdown")
@@ -156,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     out = console()
     title = (
         f"{model.name} at {model.spec.resolution}x{model.spec.resolution}, per {args.group}"
-        " (per image; MACs, FLOPs = 2 x MACs)"
+        f" (per image; MACs{'' if reference == 'analytic' else f' ({reference})'}, "
+        "FLOPs = 2 x MACs)"
     )
     table = Table(title=title)
     headers, cells = _cells(rows, counted, readable=True)
@@ -167,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     out.print(table)
     out.print(
         f"[bold]{model.name}[/]: params {cost.params:,} ({cost.params / 1e6:.2f} M), "
-        f"MACs {cost.macs / 1e9:.3f} G, FLOPs {cost.flops / 1e9:.3f} G (= 2 x MACs), "
+        f"MACs {cost.macs / 1e9:.3f} G{'' if reference == 'analytic' else f' ({reference})'}, "
+        f"FLOPs {cost.flops / 1e9:.3f} G (= 2 x MACs), "
         f"activations {cost.activations / 1e6:.2f} M"
     )
     for name in counted:
@@ -176,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         flagged = sum(name in row["differs"] for row in rows)
         out.print(
             f"  {name}: MACs {result.macs / 1e9:.3f} G, FLOPs {result.flops / 1e9:.3f} G "
-            f"({off:+.3f} % vs analytic; {flagged} row(s) differ by more than 1 %)"
+            f"({off:+.3f} % vs {reference}; {flagged} row(s) differ by more than 1 %)"
         )
     for note in notes:
         out.print(f"  note: {note}", markup=False, highlight=False)
@@ -198,7 +265,7 @@ def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[s
     cells = []
     for row in rows:
         line = [
-            row["name"],
+            row["name"] or "(model)",
             row["type"],
             shape(row["in_shape"]),
             shape(row["out_shape"]),
@@ -226,10 +293,13 @@ def _cells(rows: list[dict], counted: list[str], readable: bool) -> tuple[list[s
     return headers, cells
 
 
-def _json(model, cost, rows, names, results, with_paper: bool) -> dict[str, object]:
+def _json(model, cost, rows, names, results, with_paper, reference) -> dict[str, object]:
+    thirdparty = isinstance(model.spec, ThirdPartySpec)
     result = {
         "model": model.name,
-        "options": spec_options(model.spec),
+        "options": {"resolution": model.spec.resolution, "num_classes": model.spec.num_classes}
+        if thirdparty
+        else spec_options(model.spec),
         "resolution": model.spec.resolution,
         "params": cost.params,
         "macs": cost.macs,
@@ -237,11 +307,18 @@ def _json(model, cost, rows, names, results, with_paper: bool) -> dict[str, obje
         "activations": cost.activations,
         "convention": "flops = 2 x macs, per image; elementwise ops not counted",
         "channel_rounding": model.spec.rounding_note(),
+        "reference": reference,  # what the MACs and the 'differs' lists are
         "layers": rows,
     }
     if len(names) > 1 or results:
         counters = {}
-        if "analytic" in names:
+        if thirdparty:
+            counters[reference] = {
+                "macs": cost.macs,
+                "flops": cost.flops,
+                "layers": {row["name"]: row["macs"] for row in rows},
+            }
+        elif "analytic" in names:
             counters["analytic"] = {
                 "macs": cost.macs,
                 "flops": cost.flops,
@@ -256,7 +333,7 @@ def _json(model, cost, rows, names, results, with_paper: bool) -> dict[str, obje
                 "layers": {row["name"]: row["counters"].get(name) for row in rows},
             }
         result["counters"] = counters
-    if with_paper:
+    if with_paper and not thirdparty:
         result["paper"] = paper_comparison(model.name, cost)
     return result
 

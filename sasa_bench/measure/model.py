@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sasa_bench.counters import cost_totals, model_cost_of
 from sasa_bench.devices import DTYPES, MODES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import usable_backend
@@ -36,8 +37,9 @@ from sasa_bench.measure.memory import MemoryStats, PeakMemory
 from sasa_bench.measure.power import PowerMonitor, PowerStats
 from sasa_bench.measure.timing import Stopping, Timed, TimingStats, measure_steps, warm_up
 from sasa_bench.models.registry import NamedModel, parse_model
-from sasa_bench.models.resnet import IN_CHANNELS, build_model, model_cost
+from sasa_bench.models.resnet import IN_CHANNELS, build_model
 from sasa_bench.models.spec import ModelSpec
+from sasa_bench.models.thirdparty import ThirdPartySpec
 from sasa_bench.records import Record, environment
 
 
@@ -67,7 +69,7 @@ class BenchConfig:
         return parse_model(self.model)
 
     @property
-    def spec(self) -> ModelSpec:
+    def spec(self) -> ModelSpec | ThirdPartySpec:
         return self.named.spec
 
     @property
@@ -164,7 +166,7 @@ def measure(config: BenchConfig) -> Record:
         "bench",
         config.named.name,
         config=config.to_dict(),
-        cost=model_cost(spec).totals(),
+        cost=cost_totals(spec),  # traced, and labelled so, for a third-party model
         env=bench_environment(config.device),
     )
     batch, oom = config.batch_size, []
@@ -208,7 +210,9 @@ class _Instance(NamedTuple):
     energy: PowerStats
 
 
-def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, Any]:
+def measure_once(
+    spec: ModelSpec | ThirdPartySpec, config: BenchConfig, batch: int
+) -> dict[str, Any]:
     """Metrics of one measurement at `batch` (raises on failure, out of memory included).
 
     On a CPU the model and its inputs are built `config.instances` times afresh and each is
@@ -241,7 +245,7 @@ def measure_once(spec: ModelSpec, config: BenchConfig, batch: int) -> dict[str, 
     timing = timed.stats
     medians = [run.timed.stats.median_ms for run in runs]
     placement = placement_reason(medians, "instances")
-    flops = model_cost(spec).flops
+    flops = model_cost_of(spec).flops
     metrics = timed.to_metrics()
     if placement:
         metrics["reliable"] = False
@@ -308,7 +312,7 @@ def _warmup_note(config: BenchConfig) -> str | None:
 
 
 def prepare(
-    spec: ModelSpec, config: BenchConfig, batch: int, device: torch.device
+    spec: ModelSpec | ThirdPartySpec, config: BenchConfig, batch: int, device: torch.device
 ) -> tuple[nn.Module, torch.Tensor]:
     """The model and a batch of random images, in the dtype and memory layout asked."""
     dtype = DTYPES[config.dtype]

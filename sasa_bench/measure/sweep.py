@@ -31,6 +31,7 @@ import torch
 
 from sasa_bench.measure.model import BenchConfig, bench_environment, measure, placement_reason
 from sasa_bench.models.resnet import model_cost
+from sasa_bench.models.thirdparty import ThirdPartySpec
 from sasa_bench.records import Record, append_record
 
 WORKER = (sys.executable, "-m", "sasa_bench.measure.sweep")
@@ -211,7 +212,8 @@ def placeholder(config: BenchConfig, *, note: str | None = None) -> Record:
         status="failed",
         error="the measurement did not finish",
         config=config.to_dict(),
-        cost=model_cost(config.spec).totals(),
+        # a third-party model's cost is traced inside the measurement, which did not finish
+        cost={} if isinstance(config.spec, ThirdPartySpec) else model_cost(config.spec).totals(),
         env=env,
         metrics={"batch_size": None},
     )

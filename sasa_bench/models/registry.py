@@ -1,13 +1,15 @@
 """Presets and the model-name grammar.
 
-    MODEL    := PRESET [":" OPTION ("," OPTION)*]
+    MODEL    := PRESET [":" OPTION ("," OPTION)*] | THIRD-PARTY
     PRESET   := resnet26|38|50|101 | sasa26|38|50|101 | sasa26|38|50|101-full
+    THIRD-PARTY := (timm | torchvision) ":" NAME [":" OPTION ("," OPTION)*]   (models/thirdparty.py)
     OPTION   := KEY "=" VALUE      keys: stages stem k heads pos logits padding qscale
                                           qkv_init width num_classes depth stem_mixtures
                                           stem_heads resolution zero_init_last
 
 `sasa50:stages=ccaa,k=9` is SASA ResNet-50 with conv in groups 1-2 and a 9x9 window. Every
 model has one canonical name: its preset plus the options that differ from it, sorted.
+A third-party name gives a NamedModel whose spec is a ThirdPartySpec (built by its library).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sasa_bench.models.spec import (
     AttentionSpec,
     ModelSpec,
 )
+from sasa_bench.models.thirdparty import ThirdPartySpec, is_thirdparty, parse_thirdparty
 
 
 def _presets() -> dict[str, ModelSpec]:
@@ -50,13 +53,15 @@ DESCRIPTIONS = {
 @dataclass(frozen=True)
 class NamedModel:
     name: str  # canonical: preset + differing options
-    preset: str
-    spec: ModelSpec
+    preset: str  # for a third-party model, SOURCE:NAME
+    spec: ModelSpec | ThirdPartySpec
 
     def replace(self, **options: object) -> NamedModel:
         """The same preset with spec fields replaced (typed values; k for kernel_size), under
         its canonical name."""
         spec = self.spec.replace(**options)
+        if isinstance(spec, ThirdPartySpec):
+            return NamedModel(spec.name, self.preset, spec)
         return NamedModel(canonical_name(self.preset, spec), self.preset, spec)
 
 
@@ -142,6 +147,13 @@ def with_options(model: str, options: str | Mapping[str, object]) -> NamedModel:
     """The model named `model` with more options after its own, as text (`k=9,width=0.5`) or
     as a mapping of option names to values. An option added here replaces the name's own
     (the last wins); a key repeated inside one text is an error."""
+    if is_thirdparty(model):
+        if isinstance(options, str):
+            extra = dict(item.strip().partition("=")[::2] for item in options.split(",") if item)
+        else:
+            extra = dict(options)
+        spec = parse_thirdparty(model, extra)
+        return NamedModel(spec.name, f"{spec.source}:{spec.arch}", spec)
     preset, _, own = model.strip().partition(":")
     if isinstance(options, str):
         extra = parse_options(options)

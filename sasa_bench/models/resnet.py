@@ -25,6 +25,7 @@ from sasa_bench.layers.cost import (
 from sasa_bench.layers.sasa import SASA2d
 from sasa_bench.layers.stem import AttentionStem, ConvStem
 from sasa_bench.models.spec import EXPANSION, GROUP_WIDTHS, ModelSpec
+from sasa_bench.models.thirdparty import ThirdPartySpec
 
 IN_CHANNELS = 3
 STEM_VALUES = {"attention": "spatial", "attention-plain": "plain", "attention-convvalues": "conv"}
@@ -199,13 +200,20 @@ def set_attention_impl(model: nn.Module, impl: str) -> None:
             module.impl = impl
 
 
-def build_model(spec: ModelSpec, *, attn_impl: str = "reference") -> ResNet:
+def build_model(spec: ModelSpec | ThirdPartySpec, *, attn_impl: str = "reference") -> nn.Module:
+    """The network `spec` describes; a third-party spec is built by its library (it has no
+    SASA layer, so `attn_impl` does not apply)."""
+    if isinstance(spec, ThirdPartySpec):
+        return spec.build()
     return ResNet(spec, attn_impl=attn_impl)
 
 
 def model_cost(spec: ModelSpec) -> ModelCost:
     """Cost of the network `spec` describes, for one image at spec.resolution, from the block
-    plan the builder uses (nothing is built or run)."""
+    plan the builder uses (nothing is built or run). Third-party models have no analytic
+    count: `sasa_bench.counters.model_cost_of` traces theirs."""
+    if isinstance(spec, ThirdPartySpec):
+        raise SpecError(f"{spec.name} has no analytic count (its cost is traced)")
     layers, _ = stem_cost(spec)
     plans = plan_blocks(spec)
     for plan in plans:

@@ -11,7 +11,14 @@ matplotlib.use("Agg")  # no display needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-FAMILY_COLORS = {"baseline (conv)": "#1f77b4", "attention": "#d62728"}
+from sasa_bench.models.thirdparty import is_thirdparty  # noqa: E402
+
+FAMILY_COLORS = {
+    "baseline (conv)": "#1f77b4",
+    "attention": "#d62728",
+    "timm": "#2ca02c",
+    "torchvision": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
 
 
 def family_of(model_name: str) -> str:
+    if is_thirdparty(model_name):
+        return model_name.partition(":")[0]  # timm or torchvision
     return (
         "baseline (conv)"
         if "resnet" in model_name.split(":")[0] and ("stages=" not in model_name)

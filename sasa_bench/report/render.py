@@ -11,11 +11,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from sasa_bench import paper
+from sasa_bench.counters import model_cost_of
 from sasa_bench.format import fixed, human, to_csv
 from sasa_bench.layers.cost import ModelCost
 from sasa_bench.measure.timing import summarize
 from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import model_cost
+from sasa_bench.models.thirdparty import ThirdPartySpec, is_thirdparty
 from sasa_bench.records import Record, environment, to_dataframe
 from sasa_bench.report.document import (
     Block,
@@ -92,7 +94,7 @@ def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
             Entry(
                 model,
                 paper.row_for(model, study.paper_table) if study.paper_table else None,
-                model_cost(parse_model(model).spec),
+                model_cost_of(parse_model(model).spec),  # a third-party one: traced
                 bench_of(model) if study.bench else None,
                 accuracy_summary(store, study, model),
                 bench_of(model, trained=True) if study.bench and trained else None,
@@ -149,6 +151,10 @@ def comparison_table(study: Study, entries: list[Entry], device: str) -> Table:
     if study.paper_table:
         parts.append("paper = reported by Ramachandran et al. 2019 (top-1 on ImageNet)")
     parts.append("ours = analytic at 224x224 (FLOPs = 2 x MACs)")
+    traced = [e.model for e in entries if is_thirdparty(e.model)]
+    if traced:
+        parts.append(f"{', '.join(traced)}: no analytic count, traced by torch's FlopCounterMode "
+                     "with sasa_bench's handlers at the model's default input size")  # fmt: skip
     if study.bench:
         parts += [
             f"measured here: {bench_setting(study, entries)}",
@@ -223,7 +229,8 @@ class StudyFigure:
 def describe_model(model: str) -> str:
     """`<res>x<res>, width <w>` of a model name: what its numbers were measured at."""
     spec = parse_model(model).spec
-    return f"{spec.resolution}x{spec.resolution}, width {spec.width:g}"
+    width = "" if isinstance(spec, ThirdPartySpec) else f", width {spec.width:g}"
+    return f"{spec.resolution}x{spec.resolution}{width}"
 
 
 def trained_panels(
@@ -308,7 +315,7 @@ def measured_figures(study: Study, entries: list[Entry], device: str) -> list[St
         for e in entries:
             x = value(e.bench) if e.bench else None
             if x is not None:
-                flops = model_cost(parse_model(e.bench.model).spec).flops / 1e9
+                flops = model_cost_of(parse_model(e.bench.model).spec).flops / 1e9
                 points.append(Point(flops, x, e.bench.model, family_of(e.model), "measured"))
         if points:
             title = f"measured here: {name} against FLOPs ({device}, {setting})"

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sasa_bench.errors import SasaBenchError
+from sasa_bench.models.thirdparty import import_torchvision
 from sasa_bench.train.datasets import DataError, Dataset, FolderSplit, ImageSet
 from sasa_bench.train.distributed import World
 
@@ -166,33 +167,14 @@ class FolderLoader(_Sharded):
         yield from loader
 
 
-def torchvision_install() -> str:
-    """The pip command that adds the torchvision made for this torch without replacing it:
-    a plain `pip install torchvision` takes PyPI's newest build, whose torch pin swaps a CPU
-    torch for a CUDA one of another version (torchvision 0.(m + 15) goes with torch 2.m)."""
-    version = torch.__version__.split("+")[0]
-    major, minor = (int(part) for part in version.split(".")[:2])
-    vision = f"'torchvision==0.{minor + 15}.*'" if major == 2 else "torchvision"
-    pins = f"torch=={version} {vision}"
-    if torch.version.cuda is None:  # a CPU build: both from PyTorch's CPU index
-        return f"pip install {pins} --index-url https://download.pytorch.org/whl/cpu"
-    return f"pip install {pins}"
-
-
 def torchvision_or_error(spec: str):
+    """torchvision for decoding an image folder (models.thirdparty.import_torchvision: a
+    CUDA build beside a CPU torch works too, without its compiled ops, which decoding does
+    not use)."""
     try:
-        import torchvision
-    except ImportError:
-        raise SasaBenchError(
-            f"{spec} needs torchvision to decode images, and it is not installed: "
-            f"{torchvision_install()}"
-        ) from None
-    except (RuntimeError, AttributeError) as error:  # a build for another torch
-        raise SasaBenchError(
-            f"{spec} needs torchvision, and the one installed does not load with this torch "
-            f"({str(error).splitlines()[0][:120]}): {torchvision_install()}"
-        ) from None
-    return torchvision
+        return import_torchvision()
+    except SasaBenchError as error:
+        raise SasaBenchError(f"{spec} needs torchvision to decode images: {error}") from None
 
 
 def folder_transform(tv, dataset: Dataset, resolution: int, train: bool):

@@ -12,6 +12,7 @@ from sasa_bench.errors import SpecError
 from sasa_bench.models.registry import NamedModel
 from sasa_bench.models.resnet import build_model, plan_blocks
 from sasa_bench.models.spec import ModelSpec
+from sasa_bench.models.thirdparty import ThirdPartySpec
 from sasa_bench.train.datasets import Dataset
 from sasa_bench.train.distributed import World
 from sasa_bench.train.loop import Step
@@ -20,7 +21,13 @@ from sasa_bench.train.loop import Step
 def fit_to_data(model: NamedModel, dataset: Dataset, given: Collection[str]) -> NamedModel:
     """The model with the data's input size and class count, unless the user `given` them:
     `resnet26` on digits is `resnet26:num_classes=10,resolution=32`. A class count given
-    that differs from the data's is an error."""
+    that differs from the data's is an error; a third-party model is refused (sasa_bench
+    trains its own models)."""
+    if isinstance(model.spec, ThirdPartySpec):
+        raise SpecError(
+            f"{model.name}: train and eval take sasa_bench's own models (see `sasa-bench "
+            "models`); third-party models are for profile, bench, compare and report"
+        )
     options: dict[str, object] = {}
     if "resolution" not in given:
         options["resolution"] = dataset.resolution
