@@ -24,6 +24,7 @@ from sasa_bench.measure.layers import layer_record
 from sasa_bench.measure.model import measure
 from sasa_bench.measure.sweep import placeholder
 from sasa_bench.records import Record, environment, load_records
+from sasa_bench.report.counts import counts_config, counts_record, spread
 from sasa_bench.report.render import render_report
 from sasa_bench.report.store import (
     RecordStore,
@@ -50,7 +51,8 @@ def folder_name(device: str, smoke: bool) -> str:
 
 def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tuple[str, object]]:
     """What is missing: ("bench", BenchConfig), ("layers", BenchConfig), ("train", (study,
-    model, seed)), ("kernels", study). The configurations a study trains are benchmarked too."""
+    model, seed)), ("kernels", study), ("counts", model). The configurations a study trains are
+    benchmarked too."""
     work: list[tuple[str, object]] = []
     seen: set[object] = set()
 
@@ -83,6 +85,10 @@ def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tup
         if study.kernels:
             found = store.find("kernels", lambda r: r.config.get("device") == device)
             want("kernels", study, ("kernels", device), found is not None)
+        for model in study.models if study.counters else ():
+            wanted = counts_config(model)
+            found = store.find("counts", lambda r, wanted=wanted: r.config == wanted)
+            want("counts", model, ("counts", wanted["model"]), found is not None)
     return work
 
 
@@ -94,6 +100,8 @@ def measure_item(kind: str, item: object, device: str, folder: Path, note: Note)
         return layer_record(item)
     if kind == "kernels":
         return kernel_record(device)
+    if kind == "counts":
+        return counts_record(item)
     study, model, seed = item
     plan = study.train
     name = trained_model(model, plan.overrides, plan.data)
@@ -154,6 +162,8 @@ def identity(kind: str, item: object, device: str) -> object:
         plan = study.train
         return [trained_model(model, plan.overrides, plan.data), plan.data, plan.epochs,
                 plan.recipe, seed]  # fmt: skip
+    if kind == "counts":
+        return counts_config(item)
     return device
 
 
@@ -171,6 +181,9 @@ def failed_item(kind: str, item: object, device: str) -> Callable[[str], Record]
             name = trained_model(model, plan.overrides, plan.data)
             config = {"data": plan.data, "epochs": plan.epochs, "recipe": plan.recipe, "seed": seed}
             return Record("train", name, status="failed", error=reason, config=config)
+        if kind == "counts":
+            config = counts_config(item)
+            return Record(kind, config["model"], status="failed", error=reason, config=config)
         model = item.model if kind == "layers" else "-"
         config = item.to_dict() if kind == "layers" else {"device": device}
         return Record(kind, model, status="failed", error=reason, config=config)
@@ -181,6 +194,8 @@ def failed_item(kind: str, item: object, device: str) -> Callable[[str], Record]
 def label(kind: str, item: object) -> str:
     if kind == "kernels":
         return "kernels: the attention backends beside a 3x3 conv"
+    if kind == "counts":
+        return f"counts {item}: every traced counter"
     if kind == "train":
         return f"train {item[1]} seed {item[2]}"
     return f"{kind} {item.model}"
@@ -191,6 +206,9 @@ def outcome(record: Record) -> str:
     if record.status != "ok":
         return f"failed: {(record.error or '').splitlines()[0][:120]}"
     m = record.metrics
+    if record.kind == "counts":
+        apart = spread(record)
+        return "counted" + ("" if apart is None else f": counters {100 * apart:.2f} % apart")
     if record.kind == "bench":
         text = f"{m['images_per_s']:.1f} images/s (IQR {100 * m['spread']:.0f}%, n={m['samples']})"
         return text + ("" if m.get("reliable", True) else " UNRELIABLE")

@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from sasa_bench import paper
-from sasa_bench.counters import model_cost_of
+from sasa_bench.counters import COUNTERS, model_cost_of
 from sasa_bench.format import fixed, human, to_csv
 from sasa_bench.layers.cost import ModelCost
 from sasa_bench.measure.timing import summarize
@@ -19,6 +19,7 @@ from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import model_cost
 from sasa_bench.models.thirdparty import ThirdPartySpec, is_thirdparty
 from sasa_bench.records import Record, environment, to_dataframe
+from sasa_bench.report.counts import counts_config, spread
 from sasa_bench.report.document import (
     Block,
     Figure,
@@ -379,6 +380,37 @@ def layer_table(study: Study, entry: Entry, store: RecordStore, device: str) -> 
 BLOCK_HEADERS = ("block", "params", "FLOPs", "activations", "FLOPs share", "latency ms (IQR)")
 
 
+def counts_table(study: Study, store: RecordStore) -> Table:
+    """Every traced counter's MACs per entry, beside the cost the report uses."""
+    rows = []
+    for model in study.models:
+        wanted = counts_config(model)
+        record = store.find("counts", lambda r, wanted=wanted: r.config == wanted)
+        if record is None or record.status != "ok":
+            why = "not counted" if record is None else f"failed: {(record.error or '')[:80]}"
+            rows.append([wanted["model"], "-", "-", *[why] * len(COUNTERS), "-", "-"])
+            continue
+        macs = record.metrics["macs"]
+        cells = [fixed(macs[name] / 1e9, 3) if macs.get(name) else "could not run"
+                 for name in COUNTERS]  # fmt: skip
+        apart = spread(record)
+        source = "traced (torch)" if record.cost.get("counted") else "analytic"
+        rows.append([
+            record.model, fixed(record.cost["params"] / 1e6, 2), str(record.metrics["resolution"]),
+            *cells, "-" if apart is None else fixed(100 * apart, 2),
+            f"{fixed(record.cost['macs'] / 1e9, 3)} ({source})",
+        ])  # fmt: skip
+    headers = ("model", "params (M)", "input", *(f"{name} GMACs" for name in COUNTERS),
+               "apart (%)", "cost used (GMACs)")  # fmt: skip
+    caption = (
+        "MACs per image at each model's input size, counted by each traced counter with "
+        "sasa_bench's handlers (docs/counting.md); apart = (largest - smallest) / smallest; the "
+        "cost used is the analytic count for sasa_bench's models, torch's traced count for "
+        "third-party ones (which have no analytic count)"
+    )
+    return Table(headers, rows, caption)
+
+
 def kernel_table(store: RecordStore, device: str) -> Table | None:
     record = store.find("kernels", lambda r: r.config.get("device") == device)
     if not record:
@@ -470,6 +502,9 @@ def render_report(
             for made in study_figures(study, entries, device):
                 png = _save(made.figure, folder, made.name)
                 blocks.append(Figure(made.name, made.caption, png))
+            if study.counters:
+                blocks.append(Heading(3, "The counters side by side"))
+                blocks.append(counts_table(study, store))
             if study.layer_tables:
                 blocks.append(Heading(3, "Per-block tables"))
                 blocks += [layer_table(study, e, store, device) for e in entries]

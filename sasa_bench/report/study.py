@@ -75,6 +75,7 @@ class Study:
     train: Train | None = None
     layer_tables: bool = False  # per-block tables of params, FLOPs, activations, latency
     kernels: bool = False  # attention kernels at the stage shapes beside a conv
+    counters: bool = False  # every traced counter's MACs of each entry, side by side
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
