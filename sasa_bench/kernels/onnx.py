@@ -105,13 +105,13 @@ def _ints(*values: int):
 
 
 def _integers(array: np.ndarray):
-    import onnx_ir as ir
+    from onnxscript import ir
 
     return _ops().Constant(value=ir.tensor(np.ascontiguousarray(array, dtype=np.int64)))
 
 
 def _constant(array: np.ndarray, like):
-    import onnx_ir as ir
+    from onnxscript import ir
 
     op = _ops()
     return op.CastLike(op.Constant(value=ir.tensor(np.ascontiguousarray(array))), like)
@@ -133,7 +133,7 @@ def _scaled_masked(logits, scale: float, padding: str, bias: Callable[[], np.nda
 
 
 def _lse(logits, axes: tuple[int, ...], heads: int, height: int, width: int):
-    import onnx_ir as ir
+    from onnxscript import ir
 
     op = _ops()
     lse = op.ReduceLogSumExp(logits, _ints(*axes), keepdims=0)

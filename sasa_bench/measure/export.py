@@ -114,8 +114,9 @@ def export_onnx(
     key = cache_key(model, name, tuple(inputs.shape), dtype, translation)
     folder = cache_root() / key
     info = folder / INFO_FILE
-    if info.is_file() and (folder / MODEL_FILE).is_file():
-        return Exported(**{**json.loads(info.read_text()), "cached": True})
+    if info.is_file() and (folder / MODEL_FILE).is_file():  # the folder's file, wherever it is
+        stored = json.loads(info.read_text())
+        return Exported(**{**stored, "path": str(folder / MODEL_FILE), "cached": True})
     sample = torch.randn(
         (SAMPLE_BATCH, *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device
     )
