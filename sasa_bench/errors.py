@@ -1,5 +1,12 @@
 """Errors that carry a message meant for the user (the CLI prints it on one line, exit 2)."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class SasaBenchError(Exception):
     """Base class: bad input the user can fix."""
@@ -14,3 +21,11 @@ class UnknownNameError(SasaBenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def look_up(registry: Mapping[str, T], name: str, what: str) -> T:
+    """`registry[name]`, or an UnknownNameError naming `what` was asked and the known names."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown {what} {name!r}; known: {', '.join(registry)}") from None

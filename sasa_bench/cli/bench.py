@@ -1,7 +1,8 @@
 """`sasa-bench bench MODEL [MODEL ...]`: throughput, latency, memory and energy, one record each.
 
-Every combination of model, mode, attention implementation and batch size is one measurement,
-run in its own subprocess (`sasa_bench.measure.sweep`) and appended to --out as soon as it exists.
+Every combination of model, mode, runtime, ONNX translation, attention implementation and batch
+size is one measurement, run in its own subprocess (`sasa_bench.measure.sweep`) and appended to
+--out as soon as it exists.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from sasa_bench.devices import DTYPES, MODES
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import binary_bytes
 from sasa_bench.kernels import BACKENDS
+from sasa_bench.kernels.onnx import DEFAULT as DEFAULT_TRANSLATION
+from sasa_bench.kernels.onnx import TRANSLATIONS
 from sasa_bench.measure.model import BenchConfig
+from sasa_bench.measure.runtimes import RUNTIMES
 from sasa_bench.measure.sweep import DEFAULT_TIMEOUT_S, run_sweep
 from sasa_bench.models.registry import PRESETS
 from sasa_bench.models.thirdparty import expand, is_thirdparty
@@ -66,7 +70,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dtype", choices=DTYPES, default="fp32")
     run.add_argument("--amp", action="store_true", help="fp32 weights, autocast to --dtype")
     run.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument(
+        "--runtime",
+        type=values.choices(tuple(RUNTIMES), "runtime"),
+        metavar="NAME[,NAME]",
+        help=f"{', '.join(RUNTIMES)} (default eager); an exported runtime is checked against "
+        "eager before it is timed",
+    )
+    run.add_argument("--compile", action="store_true", help="torch.compile: --runtime compile")
+    run.add_argument(
+        "--translation",
+        type=values.choices(tuple(TRANSLATIONS), "ONNX translation"),
+        metavar="NAME[,NAME]",
+        help=f"ONNX form of the attention op for the exported runtimes: "
+        f"{', '.join(TRANSLATIONS)} (default {DEFAULT_TRANSLATION})",
+    )
     run.add_argument(
         "--mode",
         type=values.choices(MODES, "mode"),
@@ -162,19 +180,40 @@ def expand_models(patterns: list[str], args: argparse.Namespace) -> list[str]:
     return names
 
 
+def runtimes_from_args(args: argparse.Namespace) -> list[str]:
+    """--runtime, with --compile as the same as `--runtime compile`."""
+    if args.compile and args.runtime not in (None, ["compile"]):
+        raise SasaBenchError("--compile is --runtime compile: give one of the two")
+    if args.compile:
+        return ["compile"]
+    return args.runtime or ["eager"]
+
+
 def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
     if args.devices and not args.device.startswith("cuda"):
         raise SasaBenchError("--devices spreads a sweep over GPUs: use it with --device cuda")
+    runtimes = runtimes_from_args(args)
+    if args.translation and not any(RUNTIMES[name].exports for name in runtimes):
+        exported = ", ".join(name for name, runtime in RUNTIMES.items() if runtime.exports)
+        raise SasaBenchError(f"--translation is for the exported runtimes ({exported})")
     slurm = args.executor == "slurm"  # on a node, `cuda` is the GPU Slurm gave the task
     device = "cuda:0" if args.devices else args.device
-    configs = [
-        BenchConfig(
+    configs: list[BenchConfig] = []
+    for model, mode, runtime, translation, impl, batch in product(
+        expand_models(args.models, args),
+        args.mode,
+        runtimes,
+        args.translation or [None],
+        args.attn_impl,
+        args.batch_sizes or [8],
+    ):
+        config = BenchConfig(
             model=model,
             device=device,
             dtype=args.dtype,
             amp=args.amp,
             channels_last=args.channels_last,
-            compile=args.compile,
+            runtime=runtime,
             mode=mode,
             batch_size=batch,
             attn_impl=impl,
@@ -183,11 +222,14 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
             threads=args.threads,
             max_time_s=args.max_time,
             instances=args.instances,
-        ).validate(here=not slurm)
-        for model, mode, impl, batch in product(
-            expand_models(args.models, args), args.mode, args.attn_impl, args.batch_sizes or [8]
         )
-    ]
+        # a translation only where the model runs one: one measurement elsewhere
+        translation = translation or DEFAULT_TRANSLATION
+        config = dataclasses.replace(config, translation=translation)
+        if config.onnx_translation is None:
+            config = dataclasses.replace(config, translation=None)
+        if config not in configs:
+            configs.append(config.validate(here=not slurm))
     for gpu in args.devices or []:
         BenchConfig(configs[0].model, device=f"cuda:{gpu}").validate()
     return configs
@@ -201,7 +243,7 @@ def already_measured(configs: list[BenchConfig], out: str | None) -> dict[int, R
     for record in load_records(out):
         if record.kind == "bench" and record.status == "ok":
             for index, config in enumerate(configs):
-                if record.config == config.to_dict():
+                if config.describes(record.config):
                     found[index] = record
     return found
 
@@ -289,7 +331,8 @@ def submitted_text(submitted) -> str:
 
 
 def _label(config: BenchConfig) -> str:
-    return f"{config.model} {config.mode} batch {config.batch_size}"
+    runtime = "" if config.runtime == "eager" else f" {config.runtime}"
+    return f"{config.model} {config.mode}{runtime} batch {config.batch_size}"
 
 
 def batch_text(record: Record) -> str:
@@ -303,11 +346,16 @@ def batch_text(record: Record) -> str:
 
 
 def setup_text(config: dict) -> str:
-    """dtype plus what differs from the default: amp, NHWC, compiled, the attention kernel."""
+    """dtype plus what differs from the default: amp, NHWC, the runtime (compiled, or an
+    exported one with its translation), the attention kernel."""
     parts = [config.get("dtype", "-")]
     parts += ["amp"] if config.get("amp") else []
     parts += ["NHWC"] if config.get("channels_last") else []
-    parts += ["compiled"] if config.get("compile") else []
+    runtime = BenchConfig.upgraded(config).get("runtime")
+    parts += ["compiled"] if runtime == "compile" else []
+    if runtime not in ("eager", "compile"):
+        translation = config.get("translation")
+        parts += [f"{runtime}/{translation}" if translation else str(runtime)]
     impl = config.get("attn_impl")
     parts += [impl] if impl and impl != "reference" else []
     return " ".join(parts)
@@ -318,6 +366,34 @@ def status_text(record: Record) -> str:
     if record.status != "ok":
         return "failed"
     return "ok" if record.metrics.get("reliable", True) else "UNRELIABLE"
+
+
+def runtime_lines(records: list[Record]) -> list[str]:
+    """One line per measurement checked against eager: the check, the runtime's version,
+    provider and threads, and the export."""
+    lines = []
+    for record in records:
+        runtime, check = record.metrics.get("runtime"), record.metrics.get("output_check")
+        if record.status != "ok" or not runtime or not check:
+            continue
+        where = ", ".join(
+            str(part)
+            for part in (runtime.get("provider"), f"{runtime.get('threads')} thread(s)")
+            if part
+        )
+        export = runtime.get("export")
+        made = ""
+        if export:
+            how = "from the cache" if export["cached"] else "exported now"
+            made = (
+                f"; ONNX file of {export['nodes']} nodes ({how}; export {export['export_s']:.1f} s)"
+            )
+        lines.append(
+            f"checked: {record.model} {setup_text(record.config)} batch {batch_text(record)}: "
+            f"output within {check['relative_error']:.2g} of eager's (relative; allowed "
+            f"{check['tolerance']:g}); {runtime['name']} {runtime['version']} ({where}){made}"
+        )
+    return lines
 
 
 def print_summary(records: list[Record], out: str | None) -> None:
@@ -351,17 +427,20 @@ def print_summary(records: list[Record], out: str | None) -> None:
     notes = Counter(note for record in records for note in record.metrics.get("notes", []))
     for note, count in notes.items():
         show.print(f"note ({count} of {len(records)}): {note}", markup=False, highlight=False)
+    for line in runtime_lines(records):
+        show.print(line, markup=False, highlight=False)
     for record in records:
         if record.status != "ok":
             show.print(
-                f"failed: {record.model} {record.config.get('mode')} batch "
-                f"{batch_text(record)}: {record.error}",
+                f"failed: {record.model} {record.config.get('mode')} {setup_text(record.config)} "
+                f"batch {batch_text(record)}: {record.error}",
                 markup=False,
                 highlight=False,
             )
     show.print(
         "timer: cuda_events (GPU), thread-cpu (one CPU thread, its CPU time: what a busy "
-        "machine does not distort), wall; peak mem: allocator peak on CUDA, host peak RSS on "
+        "machine does not distort; ONNX Runtime and OpenVINO on one thread run on it too), "
+        "wall; peak mem: allocator peak on CUDA, host peak RSS on "
         "CPU; J/image from NVML's energy counter"
         + (f"; records appended to {out}" if out else "; not saved (use --out)"),
         markup=False,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sasa_bench.errors import SasaBenchError, UnknownNameError
+from sasa_bench.errors import SasaBenchError, look_up
 
 #: border modes of the window: "zero" (Eq. 3 over a zero-padded image) or "mask" (outside
 #: positions excluded from the softmax)
@@ -116,12 +116,7 @@ BACKENDS: dict[str, Backend] = {
 
 
 def get_backend(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown attention implementation {name!r}; known: {', '.join(BACKENDS)}"
-        ) from None
+    return look_up(BACKENDS, name, "attention implementation")
 
 
 def usable_backend(name: str) -> Backend:

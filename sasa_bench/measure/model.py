@@ -11,6 +11,10 @@ Modes: `infer` times one forward pass under `torch.inference_mode()`; `train` ti
 cross-entropy loss, backward and an SGD step, and puts the BatchNorm running statistics back
 afterwards. `--dtype bf16` alone casts weights and inputs; with `--amp` the weights stay fp32 and
 the forward runs under autocast to that dtype (fp16 training then uses a GradScaler).
+
+Runtimes (`sasa_bench.measure.runtimes`): eager, torch.compile, or the exported model in ONNX
+Runtime or OpenVINO. Any but eager is checked against eager on the measured batch after the
+warm-up and before the timed steps (inference); a mismatch fails the measurement.
 """
 
 from __future__ import annotations
@@ -33,8 +37,17 @@ from sasa_bench.counters import cost_totals, model_cost_of
 from sasa_bench.devices import DTYPES, MODES, check_device, check_dtype
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.kernels import usable_backend
+from sasa_bench.kernels.onnx import DEFAULT as DEFAULT_TRANSLATION
+from sasa_bench.kernels.onnx import get_translation
 from sasa_bench.measure.memory import MemoryStats, PeakMemory
 from sasa_bench.measure.power import PowerMonitor, PowerStats
+from sasa_bench.measure.runtimes import (
+    check_outputs,
+    check_runtime,
+    exported_step,
+    get_runtime,
+    randomize_batchnorm,
+)
 from sasa_bench.measure.timing import Stopping, Timed, TimingStats, measure_steps, warm_up
 from sasa_bench.models.registry import NamedModel, parse_model
 from sasa_bench.models.resnet import IN_CHANNELS, build_model
@@ -52,7 +65,8 @@ class BenchConfig:
     dtype: str = "fp32"
     amp: bool = False
     channels_last: bool = False
-    compile: bool = False
+    runtime: str = "eager"  # sasa_bench.measure.runtimes.RUNTIMES
+    translation: str | None = None  # of the attention op to ONNX (exported runtimes; None: default)
     mode: str = "infer"
     batch_size: int = 8  # asked; metrics.batch_size is the one measured
     attn_impl: str = "reference"
@@ -76,19 +90,46 @@ class BenchConfig:
     def layout(self) -> str:
         return "channels_last" if self.channels_last else "contiguous"
 
+    @property
+    def onnx_translation(self) -> str | None:
+        """The translation of the attention op an exported runtime uses (None: the runtime
+        runs PyTorch, or the model has no attention layer)."""
+        if not get_runtime(self.runtime).exports or "a" not in self.spec.stages:
+            return None
+        return self.translation or DEFAULT_TRANSLATION
+
+    @property
+    def checked(self) -> bool:
+        """Whether the outputs are compared with eager's before the timed steps."""
+        return self.runtime != "eager" and self.mode == "infer"
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields plus the derived ones a reader filters on (resolution, layout)."""
+        """The fields plus the derived ones a reader filters on (resolution, layout, compile:
+        whether the runtime is torch.compile)."""
         return {
             **asdict(self),
+            "compile": self.runtime == "compile",
             "resolution": self.spec.resolution,
             "layout": self.layout,
             "conventions": self.spec.conventions(),
         }
 
+    @staticmethod
+    def upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+        """A record's config with every field this version writes: one without `runtime` ran
+        in the runtime its `compile` flag names, with no translation."""
+        if "runtime" in raw:
+            return raw
+        return {**raw, "runtime": "compile" if raw.get("compile") else "eager", "translation": None}
+
+    def describes(self, raw: dict[str, Any]) -> bool:
+        """Whether a record's config is this measurement."""
+        return self.upgraded(raw) == self.to_dict()
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> BenchConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        return cls(**{k: v for k, v in cls.upgraded(raw).items() if k in names})
 
     def validate(self, *, here: bool = True) -> BenchConfig:
         """Raise SasaBenchError for what the user can fix; return self. `here=False`: the
@@ -102,6 +143,17 @@ class BenchConfig:
             raise SasaBenchError("--amp needs --dtype bf16 or fp16 (the dtype autocast runs in)")
         if self.mode not in MODES:
             raise SasaBenchError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        check_runtime(
+            self.runtime, device=self.device, mode=self.mode, dtype=self.dtype, amp=self.amp,
+            layout=self.channels_last, here=here,
+        )  # fmt: skip
+        if self.translation is not None:
+            get_translation(self.translation)
+            if self.onnx_translation is None:
+                raise SasaBenchError(
+                    "--translation is the ONNX form of the attention layers: it needs an "
+                    "exported runtime (onnxruntime, tensorrt, openvino) and a model with them"
+                )
         # one message per flag: each names its flag, the value and the bound
         for flag, value, least in (
             ("--batch-size", self.batch_size, 1),
@@ -137,11 +189,13 @@ class BenchConfig:
         )
 
 
-def bench_environment(device: str) -> dict[str, Any]:
-    """records.environment() plus what bears on CPU and multi-GPU numbers."""
+def bench_environment(device: str, runtime: str = "eager") -> dict[str, Any]:
+    """records.environment() plus what bears on CPU and multi-GPU numbers, and the runtime's
+    versions (and the exporter's)."""
     env = environment(device)
     env["torch_threads"] = torch.get_num_threads()
     env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    env["runtime"] = get_runtime(runtime).versions()
     return env
 
 
@@ -167,7 +221,7 @@ def measure(config: BenchConfig) -> Record:
         config.named.name,
         config=config.to_dict(),
         cost=cost_totals(spec),  # traced, and labelled so, for a third-party model
-        env=bench_environment(config.device),
+        env=bench_environment(config.device, config.runtime),
     )
     batch, oom = config.batch_size, []
     while True:
@@ -182,7 +236,9 @@ def measure(config: BenchConfig) -> Record:
         if not is_out_of_memory(error):
             record.status = "failed"
             record.error = f"{type(error).__name__}: {error}".strip()
-            record.metrics = {"batch_size": batch, "oom_batch_sizes": oom}
+            # what the failure measured (an output check's errors) stays in the record
+            found = getattr(error, "metrics", {})
+            record.metrics = {"batch_size": batch, "oom_batch_sizes": oom, **found}
             return record
         oom.append(batch)
         del error  # the traceback holds the tensors of the failed step
@@ -202,12 +258,14 @@ def release_memory() -> None:
 
 
 class _Instance(NamedTuple):
-    """One fresh instance's timing, first step, peak memory and energy."""
+    """One fresh instance's timing, first step, peak memory, energy, runtime and check."""
 
     timed: Timed
     first_ms: float | None
     peak: MemoryStats
     energy: PowerStats
+    runtime: dict[str, Any]
+    check: dict[str, Any] | None
 
 
 def measure_once(
@@ -224,24 +282,30 @@ def measure_once(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     runs: list[_Instance] = []
+    runtime = get_runtime(config.runtime)
     with intra_op_threads(config.intra_op_threads):
-        threads = torch.get_num_threads()
+        threads = config.intra_op_threads if runtime.exports else torch.get_num_threads()
+        timer = runtime.timer(device, threads or 0)
         for instance in range(config.fresh_instances):
             torch.manual_seed(config.seed)
             model, inputs = prepare(spec, config, batch, device)
-            step = make_step(model, inputs, config, spec.num_classes)
+            step, described = runtime_step(model, inputs, config, spec.num_classes)
             with preserved_batchnorm(model):
                 first_ms = warm_up(step, device, config.warmup)
+                check = output_check(model, inputs, step, config)
                 memory = PeakMemory(device)
                 memory.reset()
                 with PowerMonitor(config.device) as power:
-                    timed = measure_steps(step, device, threads=threads, stopping=config.stopping)
+                    timed = measure_steps(
+                        step, device, threads=threads or 0, stopping=config.stopping, timer=timer
+                    )
             # memory of the first instance: nothing of another instance is alive before it
             peak = memory.read() if instance == 0 else runs[0].peak
             energy = power.result(images=batch * len(timed.stats.samples_ms))
-            runs.append(_Instance(timed, first_ms, peak, energy))
+            runs.append(_Instance(timed, first_ms, peak, energy, described, check))
             del model, inputs, step
-    timed, first_ms, peak, energy = min(runs, key=lambda run: run.timed.stats.median_ms)
+    fastest = min(runs, key=lambda run: run.timed.stats.median_ms)
+    timed, first_ms, peak, energy = fastest.timed, fastest.first_ms, fastest.peak, fastest.energy
     timing = timed.stats
     medians = [run.timed.stats.median_ms for run in runs]
     placement = placement_reason(medians, "instances")
@@ -259,6 +323,8 @@ def measure_once(
         **metrics,
         "instances": len(runs),
         "instance_medians_ms": medians,
+        "runtime": fastest.runtime,
+        "output_check": fastest.check,
         "latency_ms": timing.median_ms,  # per batch
         "latency_iqr_ms": timing.iqr_ms,
         "images_per_s": 1e3 * batch / timing.median_ms,
@@ -320,11 +386,38 @@ def prepare(
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model = build_model(spec, attn_impl=config.attn_impl)
     model = model.to(device=device, dtype=weights_dtype, memory_format=layout)
+    if config.checked:
+        randomize_batchnorm(model, config.seed)
     size = (batch, IN_CHANNELS, spec.resolution, spec.resolution)
     inputs = torch.randn(size, device=device, dtype=weights_dtype).contiguous(memory_format=layout)
-    if config.compile:
-        model = torch.compile(model)
     return model, inputs
+
+
+def runtime_step(
+    model: nn.Module, inputs: torch.Tensor, config: BenchConfig, num_classes: int
+) -> tuple[Callable[[], object], dict[str, Any]]:
+    """The timed closure in `config.runtime`, and what the record says of the runtime."""
+    runtime = get_runtime(config.runtime)
+    if runtime.exports:
+        return exported_step(
+            model, inputs, runtime=runtime, name=config.named.name, dtype=config.dtype,
+            translation=config.onnx_translation, device=config.device,
+            threads=config.intra_op_threads,
+        )  # fmt: skip
+    compiled = torch.compile(model) if runtime.name == "compile" else model
+    described = {**runtime.versions(), "threads": torch.get_num_threads()}
+    return make_step(compiled, inputs, config, num_classes), described
+
+
+def output_check(
+    model: nn.Module, inputs: torch.Tensor, step: Callable[[], object], config: BenchConfig
+) -> dict[str, Any] | None:
+    """The runtime's output against eager's on the same batch (None where nothing is checked:
+    eager itself, training); raises OutputMismatch where they differ."""
+    if not config.checked:
+        return None
+    reference = make_step(model, inputs, config, config.spec.num_classes)()
+    return check_outputs(step(), reference, dtype=config.dtype, runtime=config.runtime)
 
 
 def make_step(

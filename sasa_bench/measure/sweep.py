@@ -259,7 +259,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     result = Path(argv[0])
     config = BenchConfig.from_dict(json.loads(sys.stdin.read()))
     started = placeholder(config)
-    started.env = bench_environment(config.device)
+    started.env = bench_environment(config.device, config.runtime)
     _write(result, started)
     _write(result, measure(config))
     return 0

@@ -242,10 +242,16 @@ class Timed:
 
 
 def measure_steps(
-    step: Callable[[], object], device: torch.device, *, threads: int, stopping: Stopping
+    step: Callable[[], object],
+    device: torch.device,
+    *,
+    threads: int,
+    stopping: Stopping,
+    timer: str | None = None,
 ) -> Timed:
-    """Time `step` until `stopping` says so (run it warm: see `warm_up`)."""
-    timer = choose_timer(device, threads)
+    """Time `step` until `stopping` says so (run it warm: see `warm_up`). `timer`: one of
+    `choose_timer`'s, where the step's own runtime decides it (default: `choose_timer`)."""
+    timer = timer or choose_timer(device, threads)
     probe = LoadProbe().start()
     primary: list[float] = []
     wall: list[float] = []

@@ -62,8 +62,7 @@ def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tup
         seen.add(key)
 
     def recorded(kind: str, config) -> bool:
-        wanted = config.to_dict()
-        return store.find(kind, lambda r: r.config == wanted) is not None
+        return store.find(kind, lambda r: config.describes(r.config)) is not None
 
     for study in studies:
         for model in study.models:

@@ -22,6 +22,7 @@ from typing import Any
 
 from sasa_bench.errors import SasaBenchError
 from sasa_bench.format import significant
+from sasa_bench.measure.model import BenchConfig
 from sasa_bench.records import Record, load_records, retried_batch
 
 #: config fields that identify a measurement, in display order; the first three always do
@@ -34,7 +35,8 @@ IDENTITY = (
     "dtype",
     "amp",
     "layout",
-    "compile",
+    "runtime",
+    "translation",
     "attn_impl",
     "threads",
 )
@@ -124,8 +126,9 @@ def field_value(label: str, record: Record, name: str) -> Any:
         return label
     if name == "model":
         return record.model
-    if name in record.config:
-        return record.config[name]
+    config = BenchConfig.upgraded(record.config) if record.kind == "bench" else record.config
+    if name in config:
+        return config[name]
     return record.env.get(name)
 
 
@@ -138,6 +141,7 @@ def compare(
 ) -> Comparison:
     """Compare `metric` of the records across the values of `by`."""
     by = by.replace("-", "_")
+    by = "runtime" if by == "compile" else by  # compile is one runtime of several
     accuracy = metric in ACCURACY_METRICS
     identity = ACCURACY_IDENTITY if accuracy else IDENTITY
     if by not in ("file", *identity, *ENV_FIELDS):

@@ -85,8 +85,8 @@ def peak_bytes_of(metrics: dict) -> int | None:
 
 def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
     def bench_of(model: str, trained: bool = False) -> Record | None:
-        wanted = bench_config(study, model, device, trained=trained).to_dict()
-        return store.find("bench", lambda r: r.config == wanted)
+        wanted = bench_config(study, model, device, trained=trained)
+        return store.find("bench", lambda r: wanted.describes(r.config))
 
     entries = []
     for model in study.models:
@@ -348,7 +348,7 @@ def layer_table(study: Study, entry: Entry, store: RecordStore, device: str) -> 
     """Params, FLOPs and activations per block at the resolution the latency was measured at,
     beside the measured latency (median and IQR over the passes)."""
     config = bench_config(study, entry.model, device) if study.bench else None
-    timed = store.find("layers", lambda r: config and r.config == config.to_dict())
+    timed = store.find("layers", lambda r: config and config.describes(r.config))
     if timed is None:
         rows = [[row["name"], human(row["params"]), human(row["flops"]), human(row["activations"]),
                  f"{100 * row['flops_share']:.1f}%", "not measured"]
