@@ -19,7 +19,7 @@ from sasa_bench.kernels.verify import CPU_CASES, THRESHOLDS, Case
 from sasa_bench.measure import export as export_module
 from sasa_bench.measure.export import MODEL_FILE, export_onnx
 from sasa_bench.measure.model import BenchConfig, measure, prepare
-from sasa_bench.measure.runtimes import SESSIONS, check_outputs, providers
+from sasa_bench.measure.runtimes import LOADERS, check_outputs, providers
 
 for _module in ("onnx", "onnxscript", "onnxruntime", "openvino"):
     pytest.importorskip(_module, reason="the runtimes extra: pip install 'sasa-bench[runtimes]'")
@@ -69,7 +69,7 @@ class Core(nn.Module):
 
 
 def run_in(runtime: str, path: str):
-    run, _ = SESSIONS[runtime](path, runtime, "cpu", 1, "fp32")
+    run, _ = LOADERS[runtime](path, runtime, "cpu", 1, "fp32")
     return run
 
 

@@ -223,9 +223,8 @@ def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
             max_time_s=args.max_time,
             instances=args.instances,
         )
-        # a translation only where the model runs one: one measurement elsewhere
-        translation = translation or DEFAULT_TRANSLATION
-        config = dataclasses.replace(config, translation=translation)
+        # a translation only where the model runs one (elsewhere one measurement, without)
+        config = dataclasses.replace(config, translation=translation or DEFAULT_TRANSLATION)
         if config.onnx_translation is None:
             config = dataclasses.replace(config, translation=None)
         if config not in configs:

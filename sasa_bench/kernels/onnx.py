@@ -11,10 +11,10 @@ in one of two ways:
   written here (`loop`, `gather`).
 
 Every translation is exact (tests/test_runtimes.py holds each to the float64 reference on the
-kernel check's cases, both borders, with and without keys, embeddings and scale). They differ
-in speed by 3-4x under the same runtime; `DEFAULT` is the fastest of them in ONNX Runtime and
-OpenVINO (docs/runtimes.md has the measurement). The op's second output, the log-sum-exp, is
-translated too (the models never read it, and the runtimes drop what nothing reads).
+kernel check's cases, both borders, with and without keys, embeddings and scale). Under one
+runtime the slowest takes 2-5x the fastest's time in sasa26; `DEFAULT` is the fastest in ONNX
+Runtime and OpenVINO, at batch 1 and 8 (docs/runtimes.md has the measurement). The op's second
+output, the log-sum-exp, is translated too (the models never read it).
 """
 
 from __future__ import annotations

@@ -187,15 +187,15 @@ def _onnxruntime(path: str, name: str, device: str, threads: int | None, dtype: 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only
     chosen = providers(name, device)
-    session = ort.InferenceSession(
+    loaded = ort.InferenceSession(
         path, options, providers=[p for p, _ in chosen], provider_options=[o for _, o in chosen]
     )
-    feed = session.get_inputs()[0].name
+    feed = loaded.get_inputs()[0].name
 
     def run(images: np.ndarray) -> np.ndarray:
-        return session.run(None, {feed: images})[0]
+        return loaded.run(None, {feed: images})[0]
 
-    used = session.get_providers()
+    used = loaded.get_providers()
     return run, {"provider": used[0], "providers": used, "threads": threads}
 
 
@@ -225,7 +225,7 @@ def _openvino(path: str, name: str, device: str, threads: int | None, dtype: str
     return run, {"provider": "CPU", "threads": threads, **properties}
 
 
-SESSIONS = {"onnxruntime": _onnxruntime, "tensorrt": _onnxruntime, "openvino": _openvino}
+LOADERS = {"onnxruntime": _onnxruntime, "tensorrt": _onnxruntime, "openvino": _openvino}
 
 
 def exported_step(
@@ -244,7 +244,7 @@ def exported_step(
     whether the cache had it)."""
     exported = export_onnx(model, inputs, name=name, dtype=dtype, translation=translation)
     start = time.perf_counter()
-    run, info = SESSIONS[runtime.name](exported.path, runtime.name, device, threads, dtype)
+    run, info = LOADERS[runtime.name](exported.path, runtime.name, device, threads, dtype)
     load_s = time.perf_counter() - start
     images = inputs.detach().cpu().numpy()
     described = {
