@@ -94,7 +94,8 @@ class BenchConfig:
     def onnx_translation(self) -> str | None:
         """The translation of the attention op an exported runtime uses (None: the runtime
         runs PyTorch, or the model has no attention layer)."""
-        if not get_runtime(self.runtime).exports or "a" not in self.spec.stages:
+        attention = isinstance(self.spec, ModelSpec) and "a" in self.spec.stages
+        if not get_runtime(self.runtime).exports or not attention:
             return None
         return self.translation or DEFAULT_TRANSLATION
 

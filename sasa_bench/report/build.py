@@ -67,8 +67,10 @@ def plan_work(studies: list[Study], store: RecordStore, device: str) -> list[tup
     for study in studies:
         for model in study.models:
             if study.bench:
+                for runtime in study.bench.runtimes:
+                    config = bench_config(study, model, device, runtime=runtime)
+                    want("bench", config, ("bench", config), recorded("bench", config))
                 config = bench_config(study, model, device)
-                want("bench", config, ("bench", config), recorded("bench", config))
                 if study.layer_tables:
                     want("layers", config, ("layers", config), recorded("layers", config))
             if trains(study, model):
@@ -197,7 +199,8 @@ def label(kind: str, item: object) -> str:
         return f"counts {item}: every traced counter"
     if kind == "train":
         return f"train {item[1]} seed {item[2]}"
-    return f"{kind} {item.model}"
+    runtime = getattr(item, "runtime", "eager")
+    return f"{kind} {item.model}" + (f" in {runtime}" if runtime != "eager" else "")
 
 
 def outcome(record: Record) -> str:

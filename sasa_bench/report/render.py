@@ -64,6 +64,7 @@ class Entry:
     accuracy: SeedSummary | None  # top-1 over seeds
     trained_bench: Record | None  # the configuration trained, benchmarked like `bench`
     trained: bool  # whether the study trains this entry
+    by_runtime: dict[str, Record | None]  # the bench plan in each of its runtimes
 
     def metric(self, name: str) -> float | None:
         return self.bench.metrics.get(name) if self.bench else None
@@ -88,6 +89,10 @@ def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
         wanted = bench_config(study, model, device, trained=trained)
         return store.find("bench", lambda r: wanted.describes(r.config))
 
+    def outcome_in(model: str, runtime: str) -> Record | None:  # a failure too
+        wanted = bench_config(study, model, device, runtime=runtime)
+        return store.outcome("bench", lambda r: wanted.describes(r.config))
+
     entries = []
     for model in study.models:
         trained = trains(study, model)
@@ -100,6 +105,7 @@ def entries_of(study: Study, store: RecordStore, device: str) -> list[Entry]:
                 accuracy_summary(store, study, model),
                 bench_of(model, trained=True) if study.bench and trained else None,
                 trained,
+                {rt: outcome_in(model, rt) for rt in study.bench.runtimes} if study.bench else {},
             )
         )
     return entries
@@ -380,12 +386,65 @@ def layer_table(study: Study, entry: Entry, store: RecordStore, device: str) -> 
 BLOCK_HEADERS = ("block", "params", "FLOPs", "activations", "FLOPs share", "latency ms (IQR)")
 
 
+def runtime_cell(record: Record | None) -> str:
+    """images/s (IQR) in one runtime, or why there is none."""
+    if record is None:
+        return "not measured"
+    if record.status != "ok":
+        return f"failed: {(record.error or '').splitlines()[0][:60]}"
+    m = record.metrics
+    mark = "" if m.get("reliable", True) else f" {UNRELIABLE}"
+    return spread_cell(m["images_per_s"], m.get("images_per_s_iqr"), None, 1) + mark
+
+
+def images_per_s(record: Record | None) -> float | None:
+    return record.metrics["images_per_s"] if record and record.status == "ok" else None
+
+
+def ratio_text(top: float | None, bottom: float | None) -> str:
+    return fixed(top / bottom, 2) if top and bottom else "-"
+
+
+def runtime_table(study: Study, entries: list[Entry]) -> Table:
+    """Each entry in each runtime of the bench plan: images/s, the speed-up over the first
+    runtime, and (with a baseline entry) the entry's speed over the baseline's in the same
+    runtime: what a runtime does to one family against another."""
+    runtimes = study.bench.runtimes
+    first = runtimes[0]
+    base = next((e for e in entries if e.model == study.baseline), None)
+    headers = ["model", *(f"{rt} images/s (IQR)" for rt in runtimes)]
+    headers += [f"{rt} / {first}" for rt in runtimes[1:]]
+    if base:
+        headers += [f"{base.model} / model, {rt}" for rt in runtimes]
+    rows = []
+    for e in entries:
+        speeds = {rt: images_per_s(e.by_runtime.get(rt)) for rt in runtimes}
+        row = [e.model, *(runtime_cell(e.by_runtime.get(rt)) for rt in runtimes)]
+        row += [ratio_text(speeds[rt], speeds[first]) for rt in runtimes[1:]]
+        if base:
+            row += [
+                ratio_text(images_per_s(base.by_runtime.get(rt)), speeds[rt]) for rt in runtimes
+            ]
+        rows.append(row)
+    parts = [
+        f"images/s: median (IQR) over the timed steps, {bench_setting(study, entries)}",
+        "every runtime but eager was checked against eager's outputs before it was timed (a "
+        "mismatch is a failed cell)",
+        f"RUNTIME / {first}: the runtime's speed-up over {first}",
+    ]
+    if base:
+        parts.append(f"{base.model} / model: how many times slower the model is than "
+                     f"{base.model} in that runtime")  # fmt: skip
+    caption = "; ".join(parts)
+    return Table(headers, rows, caption)
+
+
 def counts_table(study: Study, store: RecordStore) -> Table:
     """Every traced counter's MACs per entry, beside the cost the report uses."""
     rows = []
     for model in study.models:
         wanted = counts_config(model)
-        record = store.find("counts", lambda r, wanted=wanted: r.config == wanted)
+        record = store.outcome("counts", lambda r, wanted=wanted: r.config == wanted)
         if record is None or record.status != "ok":
             why = "not counted" if record is None else f"failed: {(record.error or '')[:80]}"
             rows.append([wanted["model"], "-", "-", *[why] * len(COUNTERS), "-", "-"])
@@ -394,7 +453,7 @@ def counts_table(study: Study, store: RecordStore) -> Table:
         cells = [fixed(macs[name] / 1e9, 3) if macs.get(name) else "could not run"
                  for name in COUNTERS]  # fmt: skip
         apart = spread(record)
-        source = "traced (torch)" if record.cost.get("counted") else "analytic"
+        source = "traced by torch" if record.cost.get("counted") else "analytic"
         rows.append([
             record.model, fixed(record.cost["params"] / 1e6, 2), str(record.metrics["resolution"]),
             *cells, "-" if apart is None else fixed(100 * apart, 2),
@@ -502,6 +561,9 @@ def render_report(
             for made in study_figures(study, entries, device):
                 png = _save(made.figure, folder, made.name)
                 blocks.append(Figure(made.name, made.caption, png))
+            if study.bench and len(study.bench.runtimes) > 1:
+                blocks.append(Heading(3, "Runtimes"))
+                blocks.append(runtime_table(study, entries))
             if study.counters:
                 blocks.append(Heading(3, "The counters side by side"))
                 blocks.append(counts_table(study, store))

@@ -39,11 +39,22 @@ class RecordStore:
                 return record
         return None
 
+    def outcome(self, kind: str, match: Callable[[Record], bool]) -> Record | None:
+        """`find`'s record, else the latest failed one (a table says why a cell is empty)."""
+        found = self.find(kind, match)
+        if found is None:
+            for record in reversed(self.external + self.records):
+                if record.kind == kind and match(record):
+                    return record
+        return found
 
-def bench_config(study: Study, model: str, device: str, *, trained: bool = False) -> BenchConfig:
+
+def bench_config(
+    study: Study, model: str, device: str, *, trained: bool = False, runtime: str | None = None
+) -> BenchConfig:
     """The measurement of an entry: the study's bench plan applied to the entry's model, or
     (`trained`) to the configuration the study trains, so that its speed and its accuracy come
-    from one model."""
+    from one model; in `runtime` (default: the plan's first)."""
     plan = study.bench
     name = with_options(model, plan.overrides).name
     if trained:
@@ -51,7 +62,7 @@ def bench_config(study: Study, model: str, device: str, *, trained: bool = False
     return BenchConfig(
         name, device=device, dtype=plan.dtype, channels_last=plan.channels_last,
         batch_size=plan.batch_size, warmup=plan.warmup, iters=plan.iters,
-        max_time_s=plan.max_time_s,
+        max_time_s=plan.max_time_s, runtime=runtime or plan.runtimes[0],
     )  # fmt: skip
 
 

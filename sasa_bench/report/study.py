@@ -41,6 +41,9 @@ class Bench:
     iters: int = 20  # at least; more until stable or max_time_s is spent (measure.timing)
     channels_last: bool = False
     max_time_s: float = 10.0
+    #: sasa_bench.measure.runtimes.RUNTIMES, each a measurement of every entry; the first is
+    #: the one the comparison table and figures show, the others are tabulated beside it
+    runtimes: tuple[str, ...] = ("eager",)
 
 
 #: The usual plans: CPU-sized for smoke runs (one thread, timed in its CPU time); bf16,
@@ -76,6 +79,7 @@ class Study:
     layer_tables: bool = False  # per-block tables of params, FLOPs, activations, latency
     kernels: bool = False  # attention kernels at the stage shapes beside a conv
     counters: bool = False  # every traced counter's MACs of each entry, side by side
+    baseline: str | None = None  # the entry the runtime table's ratios divide by, per runtime
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
