@@ -4,10 +4,10 @@ measured speed in eager PyTorch and in deployment runtimes.
 
 Command:  sasa-bench report descendants --smoke     (CPU-sized)
           sasa-bench report descendants --device cuda
-Run time: smoke, a few minutes on a 2-core CPU (9 models counted at their own input sizes, then
-          timed at 64x64, batch 1, one thread, in eager, ONNX Runtime and OpenVINO; the first
-          run exports each model once); full, about 15 min on one H100 (10 models at 256x256,
-          batch 64, bf16 channels-last, eager and torch.compile).
+Run time: smoke, 4 min on a 2-core CPU shared with other work (9 models counted at their own
+          input sizes, then timed at 64x64, batch 1, one thread, in eager, ONNX Runtime and
+          OpenVINO; the first run exports each model once); full (10 models at 256x256, batch
+          64, bf16 channels-last, eager and torch.compile): not yet run on a GPU.
 Sized for: one NVIDIA H100 (full); a 2-core CPU (smoke).
 Needs:    pip install 'sasa-bench[timm,runtimes]' (the runtimes for the smoke run).
 """

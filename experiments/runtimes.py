@@ -4,8 +4,8 @@ ResNet-26 in the same runtime.
 
 Command:  sasa-bench report runtimes --smoke        (CPU-sized)
           sasa-bench report runtimes --device cuda
-Run time: smoke, about 2-3 min on a 2-core CPU (4 models at 64x64, batch 8, one thread; the
-          first run exports each model once); full, about 10 min on one H100 (fp16, batch 64).
+Run time: smoke, 2 min on a 2-core CPU (4 models at 64x64, batch 8, one thread; the first run
+          exports each model once); full (fp16, batch 64): not yet run on a GPU.
 Sized for: one NVIDIA H100 (full); a 2-core CPU (smoke).
 Needs:    pip install 'sasa-bench[timm,runtimes]' (onnxruntime-gpu and TensorRT for the full run).
 """

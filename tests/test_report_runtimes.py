@@ -1,6 +1,8 @@
 """A study whose bench plan names several runtimes: each entry measured in each, tabulated as
 speed-ups over the first runtime and as ratios to a baseline entry in the same runtime."""
 
+import pytest
+
 from sasa_bench.records import Record
 from sasa_bench.report.build import plan_work
 from sasa_bench.report.render import entries_of, runtime_table
@@ -53,3 +55,16 @@ def test_the_runtime_studies_load_in_both_sizes():
             study = load_study(name, smoke)
             assert len(study.bench.runtimes) > 1 and study.baseline in study.models
     assert load_study("descendants", True).counters
+
+
+def test_a_report_needing_a_missing_runtime_says_so_before_any_work(monkeypatch, tmp_path):
+    import sys
+
+    from sasa_bench.errors import SasaBenchError
+    from sasa_bench.report.build import build_report
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    out = tmp_path / "report"
+    with pytest.raises(SasaBenchError, match=r"--runtime openvino.*pip install"):
+        build_report(["runtimes"], smoke=True, out=out)
+    assert not (out / "records.jsonl").exists()  # nothing measured

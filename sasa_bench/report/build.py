@@ -264,6 +264,9 @@ def build_report(
     folder.mkdir(parents=True, exist_ok=True)
     store = RecordStore(folder / "records.jsonl", load_records(results) if results else [])
     work = plan_work(studies, store, device)
+    for kind, item in work:  # a missing runtime or model library: said before any work
+        if kind == "bench":
+            item.validate(here=slurm is None)
     progress = progress or ReportProgress()
     progress.begin(len(work))
     if slurm is not None:
