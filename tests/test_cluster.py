@@ -132,7 +132,9 @@ def test_a_rerun_follows_the_jobs_an_interrupted_run_submitted(slurm, tmp_path):
     assert JobBook(options.folder / "jobs.json").jobs == {}
 
 
-TRAIN = ["train", "sasa26", "--width", "0.25", "--subset", "128", "--epochs", "3"]
+# 4 epochs of ~2 s: a cancel after the first leaves far more than the test cluster's KillWait
+# (2 s, the time a cancelled job's ranks have before SIGKILL) to run
+TRAIN = ["train", "sasa26", "--width", "0.25", "--subset", "128", "--epochs", "4"]
 TRAIN += ["--device", "cpu", "--executor", "slurm", "--tasks-per-node", "2"]
 
 
@@ -158,7 +160,7 @@ def wait_for_epoch(out: Path, epoch: int, timeout_s: float = 180) -> None:
     while time.monotonic() < deadline:
         if epochs.is_file() and len(epochs.read_text().splitlines()) >= epoch:
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"epoch {epoch} did not end in {timeout_s} s")
 
 
@@ -193,12 +195,13 @@ def test_a_preempted_training_is_requeued_and_resumes_to_the_same_weights(uninte
     process = start_training(out, log)
     job = submitted_job(log)
     wait_for_epoch(out, 1)
+    # what Slurm sends at a pre-emption: SIGTERM, then submitit's signal (sent at once, so the
+    # training cannot end first)
+    subprocess.run(["scancel", job, "--signal", "SIGTERM"], check=True)
+    subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
     process.send_signal(signal.SIGINT)  # Ctrl-C stops the waiting, not the job
     assert process.wait(timeout=60) == 130
     assert "the Slurm job goes on; the same command again follows it" in log.read_text()
-    # what Slurm sends at a pre-emption: SIGTERM, then submitit's signal
-    subprocess.run(["scancel", job, "--signal", "SIGTERM"], check=True)
-    subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
     again = cli(*TRAIN, "--out", str(out))
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"following Slurm job {job}, submitted before" in again.stdout

@@ -205,8 +205,10 @@ SelectTypeParameters=CR_CPU
 # reject at submission a job that asks for more than exists (else it pends forever)
 EnforcePartLimits=ALL
 JobRequeue=1
-# cancelled jobs end quickly; finished jobs leave slurmctld's memory after 10 s (sacct still has them)
-KillWait=5
+# a cancelled job's processes are killed 2 s after its SIGTERM (which submitit ignores), so a
+# test's cancel stops a training mid-way; finished jobs leave slurmctld's memory after 10 s
+# (sacct still has them)
+KillWait=2
 MinJobAge=10
 InactiveLimit=0
 Waittime=0
