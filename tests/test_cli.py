@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from sasa_bench.cli import main
+from sasa_bench.cli.common import say
 from sasa_bench.models.registry import PRESETS, parse_model
 from sasa_bench.models.resnet import model_cost
 
@@ -138,3 +139,20 @@ def test_help_and_a_mistyped_command_import_no_torch(argv):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+class Writes:
+    def __init__(self):
+        self.writes, self.flushed = [], 0
+
+    def write(self, text):
+        self.writes.append(text)
+
+    def flush(self):
+        self.flushed += 1
+
+
+def test_a_progress_line_is_one_write_so_a_ctrl_c_cannot_split_it_from_its_newline():
+    stream = Writes()
+    say("epoch 1/3  train loss 2.1", stream)
+    assert stream.writes == ["epoch 1/3  train loss 2.1\n"] and stream.flushed == 1

@@ -66,7 +66,7 @@ def test_a_two_model_two_batch_sweep_writes_four_records_and_compare_renders_the
     out = tmp_path / "r.jsonl"
     code, stdout, _ = run_cli(
         capsys, "bench", "resnet26", "sasa26", "--batch-sizes", "1,2", "--resolution", "64",
-        "--iters", "3", "--out", str(out),
+        "--warmup", "1", "--iters", "3", "--max-time", "0.5", "--out", str(out),
     )  # fmt: skip
     assert code == 0 and "sasa26:resolution=64" in stdout and "no GPU" in stdout
     records = load_records(out)

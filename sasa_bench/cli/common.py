@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 
@@ -76,6 +77,14 @@ def console() -> Console:
     if sys.stdout.isatty():
         return Console()
     return Console(width=400, no_color=True)
+
+
+def say(line: str, stream: TextIO | None = None) -> None:
+    """A line on `stream` (default stdout) in one write, flushed: a Ctrl-C lands before or
+    after it, never between the text and its newline (print writes them apart)."""
+    stream = stream or sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def print_json(obj: object) -> None:
@@ -234,10 +243,11 @@ def slurm_options(args: argparse.Namespace, folder: Path) -> SlurmOptions | None
     that submitit and a Slurm with accounting are here; None for --executor local, which
     refuses the Slurm flags."""
     if args.executor == "local":
-        defaults = {"slurm_option": [], "nodes": 1, "gpus_per_node": 0, "slurm_time": 60}
-        defaults["slurm_array_parallelism"] = 256
+        parser = argparse.ArgumentParser()
+        add_slurm_arguments(parser, training=hasattr(args, "nodes"))
+        defaults = vars(parser.parse_args([]))  # what the flags are when not given
         for name in SLURM_FLAGS:
-            if getattr(args, name, None) not in (None, defaults.get(name)):
+            if getattr(args, name, None) != defaults.get(name):
                 flag = "--" + name.replace("_", "-")
                 raise SasaBenchError(f"{flag} is a Slurm option: add --executor slurm")
         return None
@@ -250,6 +260,6 @@ def slurm_options(args: argparse.Namespace, folder: Path) -> SlurmOptions | None
         time_min=args.slurm_time,
         cpus_per_task=args.slurm_cpus_per_task or getattr(args, "threads", None) or 1,
         gpus_per_task=(1 if cuda else 0) if gpus is None else gpus,
-        array_parallelism=getattr(args, "slurm_array_parallelism", 256),
+        array_parallelism=getattr(args, "slurm_array_parallelism", SlurmOptions.array_parallelism),
         extra=tuple(args.slurm_option),
     )

@@ -8,7 +8,6 @@ time elapsed, so that a log shows what is happening.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sasa_bench.cli import COMMANDS, values
-from sasa_bench.cli.common import add_slurm_arguments, console, slurm_options
+from sasa_bench.cli.common import add_slurm_arguments, console, say, slurm_options
 from sasa_bench.report.build import REPORTS_DIR, ReportProgress, build_report, folder_name
 from sasa_bench.report.study import DEFAULT_STUDIES, available
 
@@ -59,7 +58,7 @@ class Lines(ReportProgress):
 
     def _print(self, text: str) -> None:
         stamp = f"[{time.perf_counter() - self.started:7.1f} s]"
-        print(f"{stamp} {text}", file=self.stream or sys.stdout, flush=True)
+        say(f"{stamp} {text}", self.stream)
 
     def begin(self, total: int) -> None:
         self.total = total

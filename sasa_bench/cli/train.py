@@ -24,6 +24,7 @@ from sasa_bench.cli.common import (
     is_main_process,
     model_from_args,
     print_json,
+    say,
     slurm_options,
     thread_count,
 )
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         records = train_runs(args)
     else:
         out = run_folder_of(args)
-        records = train_on_slurm(args, slurm_options(args, out / "slurm"), out=out, echo=print)
+        records = train_on_slurm(args, slurm_options(args, out / "slurm"), out=out, echo=say)
     if not records or any(record.status != "ok" for record in records):
         return 1
     summaries = summarize(records)
@@ -200,7 +201,7 @@ def train_runs(args: argparse.Namespace) -> list[Record]:
                 resume=resume,
                 overwrite=args.overwrite,
                 results=args.results,
-                echo=lambda line: print(line, flush=True),
+                echo=say,
             )
         )
     return records

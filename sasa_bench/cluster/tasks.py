@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from sasa_bench.cluster.slurm import SlurmOptions, Task, run_tasks, task_key
@@ -26,13 +27,9 @@ def measure_bench(config: dict[str, Any], timeout_s: float, worker: Sequence[str
 
 
 def bench_task(config: BenchConfig, timeout_s: float, worker: Sequence[str] | None = None) -> Task:
-    def failed(reason: str) -> Record:
-        record = placeholder(config)
-        record.error = reason
-        return record
-
     payload = config.to_dict()
-    return Task(task_key(["bench", payload]), measure_bench, (payload, timeout_s, worker), failed)
+    args = (payload, timeout_s, worker)
+    return Task(task_key(["bench", payload]), measure_bench, args, partial(placeholder, config))
 
 
 def run_bench_sweep(

@@ -143,8 +143,18 @@ def window_attention_macs(
     return products * batch * channels * height * width * kernel_size**2
 
 
-@torch.library.custom_op("sasa_bench::window_attention", mutates_args=())
-def _window_attention_op(
+#: The op is defined through torch.library's Library, not `torch.library.custom_op`, whose
+#: kernel wrapper imports torch._dynamo at the op's first call: about 2 s in every fresh
+#: process, and the benchmarks start many.
+OP = "sasa_bench::window_attention"
+_LIBRARY = torch.library.Library("sasa_bench", "DEF")
+_LIBRARY.define(
+    "window_attention(Tensor q, Tensor? k, Tensor v, Tensor? rel, int kernel_size, int heads, "
+    "str impl, str padding, float scale) -> (Tensor, Tensor)"
+)
+
+
+def _window_attention_forward(
     q: torch.Tensor,
     k: torch.Tensor | None,
     v: torch.Tensor,
@@ -160,7 +170,10 @@ def _window_attention_op(
         return forward(q, k, v, rel, kernel_size, heads, padding, scale)
 
 
-@_window_attention_op.register_fake
+_LIBRARY.impl("window_attention", _window_attention_forward, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake(OP, lib=_LIBRARY)
 def _(q, k, v, rel, kernel_size, heads, impl, padding, scale):
     batch, _, height, width = q.shape
     return torch.empty_like(q), q.new_empty(batch, heads, height, width, dtype=torch.float32)
@@ -194,7 +207,7 @@ def _backward(ctx, grad: torch.Tensor, _grad_lse: torch.Tensor):
     return (*grads, *untracked)
 
 
-_window_attention_op.register_autograd(_backward, setup_context=_setup_context)
+torch.library.register_autograd(OP, _backward, setup_context=_setup_context, lib=_LIBRARY)
 
 
 def window_attention(
@@ -212,4 +225,5 @@ def window_attention(
     softmax(scale * (q.k + q.r)) over each k x k window, the border zero-padded or masked
     (`PADDINGS`)."""
     is_masked(padding)  # a clear error before any backend runs
-    return _window_attention_op(q, k, v, rel, kernel_size, heads, impl, padding, float(scale))[0]
+    op = torch.ops.sasa_bench.window_attention
+    return op(q, k, v, rel, kernel_size, heads, impl, padding, float(scale))[0]

@@ -201,8 +201,10 @@ def run_isolated(
         return record
 
 
-def placeholder(config: BenchConfig, *, note: str | None = None) -> Record:
-    """The failed record a measurement leaves if it never finishes."""
+def placeholder(
+    config: BenchConfig, error: str = "the measurement did not finish", *, note: str | None = None
+) -> Record:
+    """The failed record a measurement leaves if it never finishes (`error`: why)."""
     env = {"device": config.device}
     if note:
         env["note"] = note
@@ -210,7 +212,7 @@ def placeholder(config: BenchConfig, *, note: str | None = None) -> Record:
         "bench",
         config.named.name,
         status="failed",
-        error="the measurement did not finish",
+        error=error,
         config=config.to_dict(),
         # a third-party model's cost is traced inside the measurement, which did not finish
         cost={} if isinstance(config.spec, ThirdPartySpec) else model_cost(config.spec).totals(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -170,12 +171,10 @@ def identity(kind: str, item: object, device: str) -> object:
 
 def failed_item(kind: str, item: object, device: str) -> Callable[[str], Record]:
     """The failed Record an item leaves when its Slurm task never returns."""
+    if kind == "bench":
+        return partial(placeholder, item)
 
     def failed(reason: str) -> Record:
-        if kind == "bench":
-            record = placeholder(item)
-            record.error = reason
-            return record
         if kind == "train":
             study, model, seed = item
             plan = study.train
