@@ -1,5 +1,5 @@
 """`bench --runtime`: the ONNX translations of the attention op, export and its cache, the output
-check against eager, ONNX Runtime and OpenVINO, and the refusals before any work."""
+check against the float64 network, ONNX Runtime and OpenVINO, and the refusals before any work."""
 
 import json
 import sys
@@ -19,7 +19,13 @@ from sasa_bench.kernels.verify import CPU_CASES, THRESHOLDS, Case
 from sasa_bench.measure import export as export_module
 from sasa_bench.measure.export import MODEL_FILE, export_onnx
 from sasa_bench.measure.model import BenchConfig, measure, prepare
-from sasa_bench.measure.runtimes import LOADERS, check_outputs, providers
+from sasa_bench.measure.runtimes import (
+    LOADERS,
+    OutputMismatch,
+    check_outputs,
+    float64_output,
+    providers,
+)
 
 for _module in ("onnx", "onnxscript", "onnxruntime", "openvino"):
     pytest.importorskip(_module, reason="the runtimes extra: pip install 'sasa-bench[runtimes]'")
@@ -118,6 +124,7 @@ def test_models_export_once_and_pass_the_output_check_in_both_runtimes(cache, mo
         assert described["provider"] == {"onnxruntime": "CPUExecutionProvider"}.get(runtime, "CPU")
         assert described["translation"] == (DEFAULT if model.startswith("sasa") else None)
         assert check["passed"] and 0 < check["relative_error"] < check["tolerance"]
+        assert check["against"] == "float64" and 0 < check["eager_error"] < check["tolerance"]
         assert record.env["runtime"]["version"] == module.__version__
     # one export serves both runtimes (and the other tests): the second read it
     exports = [record.metrics["runtime"]["export"] for record in records]
@@ -136,8 +143,10 @@ def test_the_dynamic_batch_dimension_runs_batch_1_and_3(cache):
         for batch in (1, 3):
             x = torch.randn(batch, 3, 32, 32)
             with torch.inference_mode():
-                want = model(x)
-            assert check_outputs(run(x.numpy()), want, dtype="fp32", runtime=runtime)["passed"]
+                eager = model(x)
+            exact = float64_output(model, x)
+            check = check_outputs(run(x.numpy()), eager, exact, dtype="fp32", runtime=runtime)
+            assert check["passed"]
 
 
 def test_the_export_cache_is_read_without_exporting_again(cache, monkeypatch):
@@ -167,6 +176,22 @@ def test_other_weights_are_another_file(cache):
     assert not other.cached and other.path != first.path
 
 
+def test_the_check_measures_from_float64_and_allows_a_multiple_of_eagers_own_error():
+    exact = torch.tensor([[100.0, -50.0, 0.0]], dtype=torch.float64)
+    eager = exact + torch.tensor([[2.0, 0.0, 0.0]])  # eager's fp32 is 2 % off
+    near = exact + torch.tensor([[0.0, 0.05, 0.0]])  # closer than eager: passes
+    check = check_outputs(near.numpy(), eager, exact, dtype="fp32", runtime="openvino")
+    assert check["passed"] and check["eager_error"] == pytest.approx(0.02)
+    assert check["relative_error"] == pytest.approx(5e-4)
+    assert check["allowed"] == pytest.approx(0.06)
+    far = exact + torch.tensor([[0.0, 0.0, 7.0]])  # 7 %: over 3 x eager's 2 %
+    with pytest.raises(OutputMismatch, match=r"relative 0.07; eager's 0.02; 0.06 allowed"):
+        check_outputs(far.numpy(), eager, exact, dtype="fp32", runtime="openvino")
+    # where eager is exact, the floor holds: 1e-3 in fp32
+    with pytest.raises(OutputMismatch, match="0.001 allowed for fp32"):
+        check_outputs(near.numpy() * 1.002, exact, exact, dtype="fp32", runtime="onnxruntime")
+
+
 def test_an_output_that_differs_from_eager_is_a_failed_row_with_the_max_error(cache, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -186,7 +211,7 @@ def test_an_output_that_differs_from_eager_is_a_failed_row_with_the_max_error(ca
         patch.setenv(export_module.CACHE_ENV, str(tmp_path))
         record = measure(config)
     assert record.status == "failed" and "median_ms" not in record.metrics
-    assert record.error.startswith("OutputMismatch: openvino output differs from eager: max abs")
+    assert record.error.startswith("OutputMismatch: openvino output is off the float64 network")
     check = record.metrics["output_check"]
     assert not check["passed"] and check["max_abs_error"] > 0.01 and check["relative_error"] > 0.01
 

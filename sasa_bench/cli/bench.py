@@ -368,7 +368,7 @@ def status_text(record: Record) -> str:
 
 
 def runtime_lines(records: list[Record]) -> list[str]:
-    """One line per measurement checked against eager: the check, the runtime's version,
+    """One line per checked measurement: the check, the runtime's version,
     provider and threads, and the export."""
     lines = []
     for record in records:
@@ -389,8 +389,9 @@ def runtime_lines(records: list[Record]) -> list[str]:
             )
         lines.append(
             f"checked: {record.model} {setup_text(record.config)} batch {batch_text(record)}: "
-            f"output within {check['relative_error']:.2g} of eager's (relative; allowed "
-            f"{check['tolerance']:g}); {runtime['name']} {runtime['version']} ({where}){made}"
+            f"output within {check['relative_error']:.2g} of the float64 network's (relative; "
+            f"eager's {check['eager_error']:.2g}, allowed {check['allowed']:.2g}); "
+            f"{runtime['name']} {runtime['version']} ({where}){made}"
         )
     return lines
 

@@ -13,7 +13,7 @@ a file is the model's canonical name (the resolution is part of it), the image s
 dtype, the translation, the versions of sasa_bench (with its git commit), torch and
 onnxscript, and a digest of the weights, so a changed model or a changed exporter never reads
 an old file; a stale file all the same (local edits under one commit) is caught by the output
-check against eager that precedes every timing.
+check (against the float64 network) that precedes every timing.
 
 The ONNX optimizer of the exporter is not run (`optimize=False`): it takes 5-10x the export's
 time, and ONNX Runtime and OpenVINO fold constants and fuse nodes themselves at load time.

@@ -13,8 +13,9 @@ afterwards. `--dtype bf16` alone casts weights and inputs; with `--amp` the weig
 the forward runs under autocast to that dtype (fp16 training then uses a GradScaler).
 
 Runtimes (`sasa_bench.measure.runtimes`): eager, torch.compile, or the exported model in ONNX
-Runtime or OpenVINO. Any but eager is checked against eager on the measured batch after the
-warm-up and before the timed steps (inference); a mismatch fails the measurement.
+Runtime or OpenVINO. Any but eager is checked against the float64 network on the measured
+batch after the warm-up and before the timed steps (inference); a mismatch fails the
+measurement.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sasa_bench.measure.runtimes import (
     check_outputs,
     check_runtime,
     exported_step,
+    float64_output,
     get_runtime,
     randomize_batchnorm,
 )
@@ -413,12 +415,14 @@ def runtime_step(
 def output_check(
     model: nn.Module, inputs: torch.Tensor, step: Callable[[], object], config: BenchConfig
 ) -> dict[str, Any] | None:
-    """The runtime's output against eager's on the same batch (None where nothing is checked:
-    eager itself, training); raises OutputMismatch where they differ."""
+    """The runtime's output and eager's against the float64 network's on the same batch (None
+    where nothing is checked: eager itself, training); raises OutputMismatch where the
+    runtime's is off."""
     if not config.checked:
         return None
-    reference = make_step(model, inputs, config, config.spec.num_classes)()
-    return check_outputs(step(), reference, dtype=config.dtype, runtime=config.runtime)
+    eager = make_step(model, inputs, config, config.spec.num_classes)()
+    exact = float64_output(model, inputs)
+    return check_outputs(step(), eager, exact, dtype=config.dtype, runtime=config.runtime)
 
 
 def make_step(

@@ -428,8 +428,8 @@ def runtime_table(study: Study, entries: list[Entry]) -> Table:
         rows.append(row)
     parts = [
         f"images/s: median (IQR) over the timed steps, {bench_setting(study, entries)}",
-        "every runtime but eager was checked against eager's outputs before it was timed (a "
-        "mismatch is a failed cell)",
+        "every runtime but eager was checked against the float64 network's outputs before it "
+        "was timed (a mismatch is a failed cell)",
         f"RUNTIME / {first}: the runtime's speed-up over {first}",
     ]
     if base:
