@@ -45,9 +45,9 @@ from sasa_bench.measure.export import export_onnx
 from sasa_bench.measure.timing import choose_timer
 
 EXPORT_MODULES = ("onnx", "onnxscript")
-#: relative error (max |ours - eager| / max |eager|) allowed of a whole network's output, per
-#: dtype: ten times what fp32 rounding gives through sasa26 at 64x64 (eager is 5e-5 from the
-#: float64 network, ONNX Runtime 2e-5 to 7e-5, so they differ by up to 1.2e-4); a wrong
+#: the least relative error (max |ours - float64| / max |float64|) allowed of a whole network's
+#: output, per dtype: in fp32 about ten times what rounding gives through sasa26 at 64x64
+#: (eager 5e-5 from the float64 network, ONNX Runtime and OpenVINO 2e-5 to 7e-5); a wrong
 #: translation or a stale file is off by 1e-1 and more
 TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 1e-1}
 #: a runtime may be this many times as far from the float64 output as eager is: another order
@@ -306,7 +306,7 @@ def check_outputs(
     if got.shape != exact.shape:
         check |= {"passed": False, "shape": list(got.shape), "expected": list(exact.shape)}
         raise OutputMismatch(
-            f"{runtime} output has shape {tuple(got.shape)}, eager's {tuple(exact.shape)}",
+            f"{runtime} output has shape {tuple(got.shape)}, the network's {tuple(exact.shape)}",
             check,
         )
     _, eager_error = _relative(eager.detach().cpu(), exact)
