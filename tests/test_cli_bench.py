@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sasa_bench.cli import main
-from sasa_bench.cli.bench import expand_models
+from sasa_bench.cli.bench import expand_models, runtime_lines
 from sasa_bench.models.registry import PRESETS
 from sasa_bench.records import Record, append_record, load_records
 
@@ -162,3 +162,18 @@ def test_compare_marks_an_unreliable_measurement(tmp_path):
     rows = {r["key"]["model"]: r for r in compare(load_labelled([str(path)]), by="file").rows}
     assert rows["sasa50"]["flags"] == {"busy.jsonl": "unreliable"}
     assert rows["resnet50"]["flags"] == {}
+
+
+def test_the_check_line_reads_old_records_checked_against_eager_and_new_ones():
+    runtime = {"name": "openvino", "version": "2026.4.1", "provider": "CPU", "threads": 1}
+    old = {"against": "eager", "tolerance": 1e-3, "relative_error": 4e-5, "passed": True}
+    new = {**old, "against": "float64", "eager_error": 0.019, "allowed": 0.057}
+    records = []
+    for check in (old, new):
+        record = bench_record("sasa26")
+        record.config |= {"runtime": "openvino", "translation": "gather"}
+        record.metrics |= {"runtime": runtime, "output_check": check}
+        records.append(record)
+    first, second = runtime_lines(records)
+    assert "within 4e-05 of eager's (relative; allowed 0.001)" in first
+    assert "of the float64 network's (relative; eager's 0.019, allowed 0.057)" in second

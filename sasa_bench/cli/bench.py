@@ -74,8 +74,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--runtime",
         type=values.choices(tuple(RUNTIMES), "runtime"),
         metavar="NAME[,NAME]",
-        help=f"{', '.join(RUNTIMES)} (default eager); an exported runtime is checked against "
-        "eager before it is timed",
+        help=f"{', '.join(RUNTIMES)} (default eager); every runtime but eager is checked "
+        "against the float64 network before it is timed",
     )
     run.add_argument("--compile", action="store_true", help="torch.compile: --runtime compile")
     run.add_argument(
@@ -387,10 +387,16 @@ def runtime_lines(records: list[Record]) -> list[str]:
             made = (
                 f"; ONNX file of {export['nodes']} nodes ({how}; export {export['export_s']:.1f} s)"
             )
+        if "eager_error" in check:
+            against = (
+                f"the float64 network's (relative; eager's {check['eager_error']:.2g}, allowed "
+                f"{check['allowed']:.2g})"
+            )
+        else:  # a record of a check against eager's output
+            against = f"eager's (relative; allowed {check['tolerance']:g})"
         lines.append(
             f"checked: {record.model} {setup_text(record.config)} batch {batch_text(record)}: "
-            f"output within {check['relative_error']:.2g} of the float64 network's (relative; "
-            f"eager's {check['eager_error']:.2g}, allowed {check['allowed']:.2g}); "
+            f"output within {check['relative_error']:.2g} of {against}; "
             f"{runtime['name']} {runtime['version']} ({where}){made}"
         )
     return lines

@@ -31,6 +31,7 @@ otherwise hide each block's mixer, the attention included, from the output.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from torch import nn
 from sasa_bench.errors import SasaBenchError, look_up
 from sasa_bench.measure.export import export_onnx
 from sasa_bench.measure.timing import choose_timer
+from sasa_bench.models.resnet import set_attention_impl
 
 EXPORT_MODULES = ("onnx", "onnxscript")
 #: the least relative error (max |ours - float64| / max |float64|) allowed of a whole network's
@@ -103,7 +105,7 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     runtime.name: runtime
     for runtime in (
-        Runtime("eager", "PyTorch, op by op (what every other runtime is checked against)"),
+        Runtime("eager", "PyTorch, op by op (its error bounds every other runtime's)"),
         Runtime("compile", "torch.compile (Inductor), compiled in the warm-up"),
         Runtime(
             "onnxruntime",
@@ -275,10 +277,6 @@ def float64_output(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The output of `model` computed in float64 (a copy, its SASA layers on the reference
     backend; on the CPU where the device has no float64) on `inputs`: what the output check
     measures errors from."""
-    import copy
-
-    from sasa_bench.models.resnet import set_attention_impl
-
     device = torch.device("cpu") if inputs.device.type == "mps" else inputs.device
     exact = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
     set_attention_impl(exact, "reference")

@@ -16,16 +16,19 @@ from sasa_bench.models.registry import parse_model
 from sasa_bench.models.resnet import IN_CHANNELS, build_model
 from sasa_bench.records import Record, environment
 
+#: how every counts record is counted: with sasa_bench's handlers, one image
+COUNTED = {"handlers": True, "batch": 1}
+
 
 def counts_config(model: str) -> dict[str, object]:
     """What a counts record is found by."""
-    return {"model": parse_model(model).name, "handlers": True, "batch": 1}
+    return {"model": parse_model(model).name, **COUNTED}
 
 
 def counts_record(model: str) -> Record:
     """Count `model` (one image) with every traced counter; a model that cannot be built or
     costed is a failed record."""
-    config = {"model": model, "handlers": True, "batch": 1}
+    config = {"model": model, **COUNTED}  # the name as given, where it does not parse
     try:
         config = counts_config(model)
         named = parse_model(model)
